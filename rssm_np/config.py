@@ -1,0 +1,65 @@
+"""Config: every size and knob of the model and its training, one commented field each."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from . import validate
+
+
+@dataclass
+class Config:
+    # --- the world ---
+    image_size: int = 32          # S: frames are S x S pixels (32 or 64)
+    action_size: int = 2          # A: actions push the dot in x and y
+    occlusion: bool = False       # train on frames with occluders
+    control: bool = False         # train on random actions that push the dot
+    boundary: str = "bounce"      # walls: "bounce" or "clip"
+    # --- the model ---
+    deter_size: int = 128         # H: size of the deterministic memory h_t (the GRU state)
+    stoch_size: int = 16          # Z: size of the stochastic state z_t
+    hidden_size: int = 256        # width of every MLP layer (encoder, prior, posterior, decoder)
+    embed_size: int = 256         # E: size of the encoder's embedding of one frame
+    min_std: float = 0.1          # std = softplus(.) + min_std keeps p and q from collapsing to a delta
+    free_nats: float = 1.0        # KL below this many nats (mean over batch and time) is not penalised
+    kl_scale: float = 1.0         # weight of KL(q || p) in the loss; 1.0 is the true ELBO
+    masked_likelihood: bool = True  # with occlusion, count reconstruction only on unhidden pixels
+    # --- training ---
+    batch_size: int = 16          # B: sequences per step
+    seq_len: int = 32             # T: frames per training sequence
+    learning_rate: float = 3e-3   # Adam step size
+    grad_clip: float = 100.0      # clip the global gradient norm to this
+    dtype: str = "float32"        # training precision; gradient checks use float64
+    seed: int = 0                 # one seed fixes the initial weights, the data and the noise
+
+    def __post_init__(self):
+        check_config(self)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"config has unknown fields {unknown}; expected only {sorted(known)}")
+        return cls(**values)
+
+
+def check_config(config):
+    """Raise a clear error for a field with the wrong type or an impossible value."""
+    for name in ("action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
+                 "batch_size", "seq_len"):
+        validate.check_int(f"config.{name}", getattr(config, name))
+    validate.check_int("config.image_size", config.image_size, minimum=8)
+    validate.check_int("config.seed", config.seed, minimum=0)
+    for name in ("occlusion", "control", "masked_likelihood"):
+        if not isinstance(getattr(config, name), bool):
+            raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")
+    validate.check_choice("config.boundary", config.boundary, ("bounce", "clip"))
+    validate.check_choice("config.dtype", config.dtype, ("float32", "float64"))
+    validate.check_number("config.min_std", config.min_std, minimum=0.0, strict_minimum=True)
+    validate.check_number("config.free_nats", config.free_nats, minimum=0.0)
+    validate.check_number("config.kl_scale", config.kl_scale, minimum=0.0)
+    validate.check_number("config.learning_rate", config.learning_rate, minimum=0.0, strict_minimum=True)
+    validate.check_number("config.grad_clip", config.grad_clip, minimum=0.0, strict_minimum=True)

@@ -1,0 +1,55 @@
+"""The distributions: a diagonal Gaussian head, reparameterized sampling, the analytic KL, and
+the Bernoulli likelihood of a frame.
+
+Shapes: B batch (or batch*time), Z stoch size, D pixels per frame (S*S).
+"""
+
+import autograd.numpy as np
+
+from .layers import softplus
+
+
+def gaussian_head(out, min_std):
+    """(mean, std) = (o_1, softplus(o_2) + min_std) for an MLP output o = [o_1, o_2].
+
+    out (B, 2Z) -> mean (B, Z), std (B, Z).
+    softplus keeps std positive with a gradient everywhere (exp would explode, abs would kink);
+    + min_std keeps the distribution from collapsing to a delta whose log-density and KL blow up.
+    """
+    mean, raw_std = np.split(out, 2, axis=-1)               # (B, Z) each; one traced call
+    return mean, softplus(raw_std) + min_std
+
+
+def sample_gaussian(mean, std, eps):
+    """z = mean + std * eps, eps ~ N(0, I): the reparameterization trick.
+
+    The noise is an input, so z is a smooth function of (mean, std) and gradients flow through it.
+    mean, std, eps (B, Z) -> z (B, Z).
+    """
+    return mean + std * eps
+
+
+def kl_gaussian(mean_q, std_q, mean_p, std_p):
+    """KL(q || p) = sum_i log(s_p/s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2.
+
+    The closed form for two diagonal Gaussians, summed over the Z dimensions.
+    all (B, Z) -> (B,), in nats; zero exactly when q = p and positive otherwise.
+    """
+    var_ratio = (std_q / std_p) ** 2
+    mean_term = ((mean_q - mean_p) / std_p) ** 2
+    return 0.5 * np.sum(var_ratio + mean_term - 1.0 - np.log(var_ratio), axis=-1)
+
+
+def bernoulli_nll(logits, target, weight=None):
+    """-log p(x | logits) = sum_d softplus(l_d) - x_d * l_d, summed over pixels.
+
+    logits, target (B, D) -> (B,). Pixel intensities x in [0, 1] are treated as Bernoulli
+    probabilities. Summing (not averaging) over pixels is what makes the dot worth drawing: the
+    sparse dot's pixels carry as much weight as the black background, so the model cannot buy a
+    low loss by predicting an empty frame. `weight` (B, D) of 0/1 drops pixels from the sum (the
+    masked likelihood for occluded pixels).
+    """
+    per_pixel = softplus(logits) - target * logits          # (B, D)
+    if weight is not None:
+        per_pixel = per_pixel * weight
+    return np.sum(per_pixel, axis=-1)                       # (B,)

@@ -1,0 +1,106 @@
+"""The layers: dense, MLP, layer norm and a GRU written out by hand.
+
+Every forward is a pure function (params, inputs) -> outputs over `autograd.numpy`, so autograd
+differentiates it; each `init_<layer>(rng, ...)` builds the plain dict of arrays it reads.
+Shapes: B batch (or batch*time), I input features, O output features, H deter size.
+"""
+
+import autograd.numpy as np
+
+
+def sigmoid(x):
+    """sigma(x) = 1 / (1 + e^-x), written with tanh so large |x| never overflows."""
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def softplus(x):
+    """softplus(x) = log(1 + e^x), a smooth positive function for standard deviations."""
+    return np.logaddexp(0.0, x)
+
+
+def elu(x):
+    """elu(x) = x if x > 0 else e^x - 1: like ReLU, but smooth and never stuck at zero gradient."""
+    return np.maximum(x, 0.0) + np.exp(np.minimum(x, 0.0)) - 1.0
+
+
+def init_dense(rng, in_size, out_size, dtype="float32"):
+    """Glorot-uniform weights keep the activations' scale the same from layer to layer."""
+    limit = (6.0 / (in_size + out_size)) ** 0.5
+    return {
+        "w": rng.uniform(-limit, limit, size=(in_size, out_size)).astype(dtype),
+        "b": np.zeros(out_size, dtype=dtype),
+    }
+
+
+def dense(layer, x):
+    """y = x W + b.     x (B, I), W (I, O) -> y (B, O)
+
+    Inputs must be 2-D: a 3-D (B, T, I) @ (I, O) product makes NumPy skip BLAS, so callers fold
+    time into the batch first.
+    """
+    return x @ layer["w"] + layer["b"]                      # (B, O)
+
+
+def init_mlp(rng, sizes, dtype="float32"):
+    """An MLP with layer sizes e.g. [I, 256, 256, O]; a list of dense layers."""
+    return [init_dense(rng, i, o, dtype) for i, o in zip(sizes[:-1], sizes[1:])]
+
+
+def mlp(layers, x):
+    """y = W_n elu(... elu(W_1 x + b_1) ...) + b_n: ELU between layers, none after the last."""
+    for layer in layers[:-1]:
+        x = elu(dense(layer, x))                            # (B, hidden)
+    return dense(layers[-1], x)                             # (B, O)
+
+
+LAYER_NORM_EPS = 1e-3
+
+
+def layer_norm(x, scale, bias):
+    """LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * scale + bias, over the last axis.
+
+    Normalising the GRU's gate pre-activations keeps them in the range where sigmoid and tanh
+    still pass gradient, which lets a larger learning rate train stably (as in DreamerV2).
+    """
+    centred = x - np.mean(x, axis=-1, keepdims=True)
+    var = np.mean(centred ** 2, axis=-1, keepdims=True)
+    return centred / np.sqrt(var + LAYER_NORM_EPS) * scale + bias
+
+
+def init_gru(rng, input_size, deter_size, dtype="float32"):
+    """One weight matrix maps [h, input] to all three gates' pre-activations at once (3H wide)."""
+    layer = init_dense(rng, deter_size + input_size, 3 * deter_size, dtype)
+    layer["ln_scale"] = np.ones(3 * deter_size, dtype=dtype)
+    layer["ln_bias"] = np.zeros(3 * deter_size, dtype=dtype)
+    return layer
+
+
+def gru_gates(pre, deter, ln_scale, ln_bias):
+    """The GRU's nonlinear part, from gate pre-activations to the new memory.
+
+        [r~, c~, u~] = LN(pre)
+        r = sigma(r~)                        reset gate: how much of c~ to let through
+        c = tanh(r * c~)                     candidate memory
+        u = sigma(u~ - 1)                    update gate; the -1 starts it mostly closed (keep h)
+        h_t = u * c + (1 - u) * h_{t-1}
+
+    pre (B, 3H), deter h_{t-1} (B, H) -> h_t (B, H).
+    Like Dreamer's GRU, the reset gate acts on the candidate's pre-activation (not on h before the
+    matmul), so all three gates come from one matrix product.
+    """
+    normed = layer_norm(pre, ln_scale, ln_bias)             # (B, 3H)
+    size = deter.shape[-1]
+    reset = sigmoid(normed[:, :size])                       # (B, H)
+    cand = np.tanh(reset * normed[:, size:2 * size])        # (B, H)
+    update = sigmoid(normed[:, 2 * size:] - 1.0)            # (B, H)
+    return update * cand + (1.0 - update) * deter          # (B, H)
+
+
+def gru_cell(gru, deter, inputs):
+    """h_t = GRU(h_{t-1}, x_t): one step of the gated recurrent unit.
+
+    gru: dict with w (H+I, 3H), b (3H,), ln_scale, ln_bias; deter (B, H); inputs (B, I).
+    The RSSM calls it with x_t = [z_{t-1}, a_{t-1}].
+    """
+    pre = np.concatenate([deter, inputs], axis=-1) @ gru["w"] + gru["b"]   # (B, 3H)
+    return gru_gates(pre, deter, gru["ln_scale"], gru["ln_bias"])

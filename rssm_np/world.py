@@ -1,0 +1,126 @@
+"""The world: a dot that moves on a small grayscale screen.
+
+This file is plain NumPy and knows nothing of the model. It makes the data the RSSM learns from.
+
+True state s_t = (x, y, vx, vy) in pixel units, x the column and y the row.
+    x_{t+1} = x_t + vx_t          (and the same for y)
+Walls:  "bounce" reflects the position and flips that velocity component;
+        "clip"   clamps the position to the screen and zeroes that component.
+Observation: an S x S image in [0, 1] holding a Gaussian blob of std DOT_SIGMA px at (x, y).
+Occlusion (optional): rectangles that hide the dot from the *image only*, never from the state.
+Control (optional): actions a_t in [-1, 1]^2 push the velocity after frame t is seen:
+    v_{t+1} = clamp_speed(v_t + ACTION_GAIN * a_t, MAX_SPEED),   so actions[:, t] produces obs[:, t+1].
+
+Shapes: N sequences, T time steps, S pixels a side.
+"""
+
+import numpy as np
+
+DOT_SIGMA = 1.5        # blob std in pixels: big enough that a centroid is sub-pixel accurate
+MAX_SPEED = 2.0        # px/frame; the initial speed is drawn up to this
+ACTION_GAIN = 0.5      # px/frame of velocity change per unit action
+OCCLUDER_SIDE = (4, 12)      # rectangle side in px, inclusive range
+OCCLUDER_FRAMES = (3, 10)    # how long one occluder persists, inclusive range
+OCCLUDER_START_PROB = 0.1    # chance per free frame that a new occluder appears
+BOUNDARIES = ("bounce", "clip")
+
+
+def step_state(state, action, size, boundary):
+    """s_{t+1} = f(s_t, a_t): push the velocity, move, then apply the walls.
+
+    state (N, 4) [x, y, vx, vy]; action (N, 2) in [-1, 1]; returns (N, 4).
+    """
+    pos, vel = state[:, :2], state[:, 2:]
+    vel = vel + ACTION_GAIN * action
+    speed = np.linalg.norm(vel, axis=1, keepdims=True)
+    # Speed is clamped so that pushing can never make the dot skip across the screen.
+    vel = vel * np.minimum(1.0, MAX_SPEED / np.maximum(speed, 1e-12))
+    pos = pos + vel
+    high = size - 1.0
+    if boundary == "bounce":
+        below, above = pos < 0, pos > high
+        pos = np.where(below, -pos, np.where(above, 2 * high - pos, pos))
+        vel = np.where(below | above, -vel, vel)
+    else:  # clip
+        hit = (pos < 0) | (pos > high)
+        pos = np.clip(pos, 0.0, high)
+        vel = np.where(hit, 0.0, vel)
+    return np.concatenate([pos, vel], axis=1)
+
+
+def render(positions, size):
+    """x_t = exp(-|pixel - (x, y)|^2 / (2 sigma^2)): one blurred dot per image.
+
+    positions (..., 2) [x, y]; returns (..., S, S) float32 in [0, 1].
+    """
+    grid = np.arange(size, dtype=np.float32)
+    dx = grid[None, :] - positions[..., 0, None, None].astype(np.float32)   # (..., 1, S)
+    dy = grid[:, None] - positions[..., 1, None, None].astype(np.float32)   # (..., S, 1)
+    return np.exp(-(dx ** 2 + dy ** 2) / (2 * DOT_SIGMA ** 2)).astype(np.float32)
+
+
+def sample_occluders(rng, n, steps, size):
+    """Rectangles that appear at random and persist OCCLUDER_FRAMES frames.
+
+    Returns mask (N, T, S, S) bool, True where the image is hidden.
+    """
+    mask = np.zeros((n, steps, size, size), dtype=bool)
+    for i in range(n):
+        t = 0
+        while t < steps:
+            if rng.random() < OCCLUDER_START_PROB:
+                frames = rng.integers(OCCLUDER_FRAMES[0], OCCLUDER_FRAMES[1] + 1)
+                width, height = rng.integers(OCCLUDER_SIDE[0], OCCLUDER_SIDE[1] + 1, size=2)
+                left = rng.integers(0, size - width + 1)
+                top = rng.integers(0, size - height + 1)
+                mask[i, t:t + frames, top:top + height, left:left + width] = True
+                t += frames
+            else:
+                t += 1
+    return mask
+
+
+def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, boundary="bounce"):
+    """Sample n sequences of T frames of the dot world.
+
+    Returns a dict of NumPy arrays:
+      obs      (n, T, S, S) float32 in [0, 1]   what the model sees (occluders painted black)
+      actions  (n, T, 2)    float32 in [-1, 1]  actions[:, t] acts after obs[:, t] (zeros without control)
+      states   (n, T, 4)    float32             true [x, y, vx, vy], never touched by occlusion
+      mask     (n, T, S, S) bool                True where an occluder hides the pixel
+      visible  (n, T)       bool                the dot's centre pixel is not hidden
+    The same seed gives the same data. `seed` may be an int or a tuple of ints.
+    """
+    from .validate import check_dataset_args
+    check_dataset_args(n, T, size, seed, boundary)
+    rng = np.random.default_rng(seed)
+    position = rng.uniform(2.0, size - 3.0, size=(n, 2))
+    angle = rng.uniform(0, 2 * np.pi, size=n)
+    speed = rng.uniform(0.5, MAX_SPEED, size=n)
+    velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    state = np.concatenate([position, velocity], axis=1)                       # (n, 4)
+    if control:
+        actions = rng.uniform(-1.0, 1.0, size=(n, T, 2))
+    else:
+        actions = np.zeros((n, T, 2))
+    states = [state]
+    for t in range(T - 1):
+        state = step_state(state, actions[:, t], size, boundary)
+        states.append(state)
+    states = np.stack(states, axis=1)                                          # (n, T, 4)
+    obs = render(states[..., :2], size)                                        # (n, T, S, S)
+    if occlusion:
+        mask = sample_occluders(rng, n, T, size)
+    else:
+        mask = np.zeros(obs.shape, dtype=bool)
+    obs = np.where(mask, 0.0, obs).astype(np.float32)
+    centre = np.clip(np.rint(states[..., :2]).astype(int), 0, size - 1)        # (n, T, 2)
+    n_idx, t_idx = np.meshgrid(np.arange(n), np.arange(T), indexing="ij")
+    visible = ~mask[n_idx, t_idx, centre[..., 1], centre[..., 0]]
+    return {
+        "obs": obs,
+        "actions": actions.astype(np.float32),
+        "states": states.astype(np.float32),
+        "mask": mask,
+        "visible": visible,
+    }

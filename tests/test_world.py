@@ -1,0 +1,106 @@
+"""The dot world: physics, rendering, occlusion and seeds."""
+
+import numpy as np
+import pytest
+
+from rssm_np.evaluate import centroid
+from rssm_np.world import ACTION_GAIN, MAX_SPEED, make_dataset, step_state
+
+
+def test_shapes_and_types():
+    data = make_dataset(3, 7, size=32, seed=0, occlusion=True, control=True)
+    assert data["obs"].shape == (3, 7, 32, 32) and data["obs"].dtype == np.float32
+    assert data["actions"].shape == (3, 7, 2)
+    assert data["states"].shape == (3, 7, 4)
+    assert data["mask"].shape == (3, 7, 32, 32) and data["mask"].dtype == bool
+    assert data["visible"].shape == (3, 7) and data["visible"].dtype == bool
+    assert data["obs"].min() >= 0 and data["obs"].max() <= 1
+
+
+def test_64_pixel_frames():
+    data = make_dataset(2, 5, size=64, seed=0)
+    assert data["obs"].shape == (2, 5, 64, 64)
+    assert np.all(data["states"][..., :2] <= 63)
+
+
+def test_bounce_keeps_speed_and_stays_inside():
+    data = make_dataset(64, 200, size=32, seed=1, boundary="bounce")
+    speed = np.linalg.norm(data["states"][..., 2:], axis=-1)
+    np.testing.assert_allclose(speed, np.repeat(speed[:, :1], speed.shape[1], axis=1), rtol=1e-5)
+    assert np.all(data["states"][..., :2] >= 0) and np.all(data["states"][..., :2] <= 31)
+    # and it really bounced: some velocity component changed sign
+    assert np.any(np.sign(data["states"][:, 1:, 2]) != np.sign(data["states"][:, :-1, 2]))
+
+
+def test_clip_stays_inside_and_stops_at_walls():
+    data = make_dataset(64, 200, size=32, seed=1, boundary="clip")
+    pos = data["states"][..., :2]
+    assert np.all(pos >= 0) and np.all(pos <= 31)
+    at_wall = (pos[..., 0] == 0) | (pos[..., 0] == 31)
+    assert at_wall.any()
+    assert np.all(data["states"][..., 2][at_wall] == 0)
+
+
+def test_position_follows_velocity():
+    data = make_dataset(8, 10, seed=3)
+    s = data["states"]
+    inside = np.all((s[:, 1:, :2] > 2) & (s[:, 1:, :2] < 29) & (s[:, :-1, :2] > 2) & (s[:, :-1, :2] < 29), axis=-1)
+    moved = s[:, 1:, :2] - s[:, :-1, :2]
+    np.testing.assert_allclose(moved[inside], s[:, :-1, 2:][inside], atol=1e-5)
+
+
+def test_dot_is_drawn_at_the_state():
+    data = make_dataset(16, 5, seed=4)
+    inner = np.all((data["states"][..., :2] > 5) & (data["states"][..., :2] < 26), axis=-1)
+    error = np.linalg.norm(centroid(data["obs"]) - data["states"][..., :2], axis=-1)
+    assert error[inner].max() < 0.05
+
+
+def test_occlusion_never_changes_the_state():
+    plain = make_dataset(16, 40, seed=5, control=True)
+    occluded = make_dataset(16, 40, seed=5, occlusion=True, control=True)
+    np.testing.assert_array_equal(plain["states"], occluded["states"])
+    np.testing.assert_array_equal(plain["actions"], occluded["actions"])
+    assert occluded["mask"].any() and not plain["mask"].any()
+    assert not occluded["visible"].all() and plain["visible"].all()
+    # hidden pixels are black; unhidden pixels are the plain frames
+    assert np.all(occluded["obs"][occluded["mask"]] == 0)
+    np.testing.assert_array_equal(occluded["obs"][~occluded["mask"]], plain["obs"][~occluded["mask"]])
+
+
+def test_occluders_persist_for_several_frames():
+    data = make_dataset(32, 60, seed=6, occlusion=True)
+    covered = data["mask"].any(axis=(2, 3))           # (n, T)
+    runs = []
+    for row in covered:
+        length = 0
+        for c in list(row) + [False]:
+            if c:
+                length += 1
+            elif length:
+                runs.append(length)
+                length = 0
+    assert min(runs) >= 3 or all(r >= 3 for r in runs[:-1])
+    assert max(runs) >= 3
+
+
+def test_same_seed_same_data_and_other_seed_other_data():
+    a = make_dataset(4, 10, seed=7, occlusion=True, control=True)
+    b = make_dataset(4, 10, seed=7, occlusion=True, control=True)
+    c = make_dataset(4, 10, seed=8, occlusion=True, control=True)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["states"], c["states"])
+
+
+def test_actions_push_the_velocity():
+    state = np.array([[10.0, 10.0, 0.5, 0.0]])
+    pushed = step_state(state, np.array([[1.0, -1.0]]), 32, "bounce")
+    np.testing.assert_allclose(pushed[0, 2:], [0.5 + ACTION_GAIN, -ACTION_GAIN])
+    fast = step_state(np.array([[10.0, 10.0, MAX_SPEED, 0.0]]), np.array([[1.0, 0.0]]), 32, "bounce")
+    assert np.linalg.norm(fast[0, 2:]) == pytest.approx(MAX_SPEED)
+
+
+def test_without_control_actions_are_zero():
+    assert not make_dataset(2, 5, seed=0)["actions"].any()
+    assert make_dataset(2, 5, seed=0, control=True)["actions"].any()
