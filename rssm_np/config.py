@@ -29,6 +29,7 @@ class Config:
     learning_rate: float = 3e-3   # Adam step size
     grad_clip: float = 100.0      # clip the global gradient norm to this
     dtype: str = "float32"        # training precision; gradient checks use float64
+    fused: bool = True            # filter with fused.filter_sequence (hand-written backward); False: plain autograd
     seed: int = 0                 # one seed fixes the initial weights, the data and the noise
 
     def __post_init__(self):
@@ -53,7 +54,7 @@ def check_config(config):
         validate.check_int(f"config.{name}", getattr(config, name))
     validate.check_int("config.image_size", config.image_size, minimum=8)
     validate.check_int("config.seed", config.seed, minimum=0)
-    for name in ("occlusion", "control", "masked_likelihood"):
+    for name in ("occlusion", "control", "masked_likelihood", "fused"):
         if not isinstance(getattr(config, name), bool):
             raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")
     validate.check_choice("config.boundary", config.boundary, ("bounce", "clip"))

@@ -35,8 +35,10 @@ def kl_gaussian(mean_q, std_q, mean_p, std_p):
     The closed form for two diagonal Gaussians, summed over the Z dimensions.
     all (B, Z) -> (B,), in nats; zero exactly when q = p and positive otherwise.
     """
-    var_ratio = (std_q / std_p) ** 2
-    mean_term = ((mean_q - mean_p) / std_p) ** 2
+    std_ratio = std_q / std_p
+    mean_diff = (mean_q - mean_p) / std_p
+    var_ratio = std_ratio * std_ratio                        # x * x, not x ** 2: autograd's
+    mean_term = mean_diff * mean_diff                        # power backward promotes to float64
     return 0.5 * np.sum(var_ratio + mean_term - 1.0 - np.log(var_ratio), axis=-1)
 
 

@@ -9,7 +9,8 @@ Shapes: B sequences, T frames, K imagined steps, S image side.
 
 import numpy as np
 
-from .model import decode, encode, observe, sigmoid, unpack
+from .layers import sigmoid
+from .model import actions_into_frames, decode, encode, observe, unpack
 from .world import make_dataset
 
 EVAL_SEED = 20_261_124       # the held-out set; training batches are seeded by (seed, step) pairs
@@ -84,7 +85,7 @@ def filtered_frames(params, config, obs, actions):
     params = unpack(params)
     batch, steps, size = obs.shape[:3]
     embed = encode(params, obs.reshape(batch * steps, -1).astype(config.dtype)).reshape(batch, steps, -1)
-    post = observe(params, config, embed, actions.astype(config.dtype))
+    post = observe(params, config, embed, actions_into_frames(actions.astype(config.dtype)))
     logits = decode(params, post["deter"].reshape(batch * steps, -1), post["stoch"].reshape(batch * steps, -1))
     return np.asarray(sigmoid(logits)).reshape(batch, steps, size, size), post
 

@@ -1,28 +1,36 @@
-"""The GRU's gates as one autograd primitive, with its backward pass written by hand.
+"""The recurrent core as autograd primitives, with backpropagation through time written by hand.
 
-`layers.gru_gates` is the readable version: about thirty NumPy calls, each of which autograd
-records and replays in Python at ~10-40 us apiece. Here the same math runs as a single primitive
-whose vector-Jacobian product (VJP) we derive ourselves, so the recurrent loop traces one call
-instead of thirty. tests/test_gradients.py proves it equal to `layers.gru_gates` in value and
-gradient, and checks the gradient against finite differences.
+Why: autograd records every NumPy call and replays its backward in Python, ~10-40 us apiece.
+The filtering loop of model.observe makes ~25 such calls per time step, so at T = 32 the loop,
+not the arithmetic, is most of a training step. Here the same math runs in plain NumPy, and we
+give autograd its vector-Jacobian product (VJP) ourselves: one traced call per sequence.
 
-Forward (see layers.gru_gates):
-    n = (pre - mean) / sigma,  sigma = sqrt(var + eps)        (layer norm, before scale/bias)
-    y = n * g + beta = [r~, c~, u~]
-    r = sigmoid(r~),  c = tanh(r * c~),  u = sigmoid(u~ - 1)
-    h_t = u * c + (1 - u) * h_{t-1}
+The readable version stays the reference: model.observe(..., fused=False) runs the identical
+equations as ordinary autograd calls, and tests/test_gradients.py proves the two equal in value
+and gradient, and checks these VJPs against finite differences.
 
-Backward, given dL/dh_t = gh (the chain rule, one line per forward line, read bottom-up):
-    dL/du      = gh * (c - h_{t-1})          dL/dh_{t-1} = gh * (1 - u)
-    dL/dc      = gh * u
-    dL/du~     = dL/du * u (1 - u)
-    dL/d(r c~) = dL/dc * (1 - c^2)
-    dL/dr~     = dL/d(r c~) * c~ * r (1 - r)     dL/dc~ = dL/d(r c~) * r
-    dL/dy      = [dL/dr~, dL/dc~, dL/du~]
-    dL/dg      = sum_B dL/dy * n                 dL/dbeta = sum_B dL/dy
-    dL/dpre    = (dn - mean(dn) - n * mean(dn * n)) / sigma,   dn = dL/dy * g
+One filtering step (model.transition, model.posterior), forward:
+    pre   = [h_{t-1}, z_{t-1}] W_hz + a_term_t            a_term_t = a_{t-1} W_a + b
+    h_t   = GRU gates(pre, h_{t-1})                      layers.gru_gates
+    u_t   = h_t W_post + e_term_t                        e_term_t = embed_t W_e + b_post
+    o_t   = elu(u_t) W_out + b_out = [mean_t, s_t]
+    std_t = softplus(s_t) + min_std
+    z_t   = mean_t + std_t * eps_t
 
-Shapes: B batch, H deter size; pre (B, 3H), deter (B, H), ln_scale and ln_bias (3H,).
+Backward (the chain rule read bottom-up, for t = T-1 down to 0), carrying dL/dh_t and dL/dz_t
+from step t+1 back into step t:
+    dz    = dL/dz_t (from outputs) + carry_z
+    dmean = dL/dmean_t + dz                 dstd = dL/dstd_t + dz * eps_t
+    ds    = dstd * sigmoid(s_t)             (softplus' = sigmoid)
+    do    = [dmean, ds];   dW_out += elu(u_t)^T do;   db_out += sum do
+    du    = do W_out^T * elu'(u_t)          (elu'(u) = 1 if u > 0 else e^u)
+    dW_post += h_t^T du;   de_term_t = du
+    dh    = dL/dh_t (from outputs) + carry_h + du W_post^T
+    dpre, dh_prev = GRU gates backward(dh)                     gru_gates_backward
+    dW_hz += [h_{t-1}, z_{t-1}]^T dpre;   da_term_t = dpre
+    [carry_h, carry_z] = dpre W_hz^T  (+ dh_prev into carry_h)
+
+Shapes: B batch, T time, H deter, Z stoch, U hidden size of the posterior, 3H gate width.
 """
 
 import numpy as onp
@@ -35,8 +43,12 @@ def _sigmoid(x):
     return 0.5 * (onp.tanh(0.5 * x) + 1.0)
 
 
-def _forward(pre, deter, ln_scale, ln_bias):
-    """Plain-NumPy forward that also returns what the backward pass needs."""
+def gru_gates_forward(pre, deter, ln_scale, ln_bias):
+    """layers.gru_gates in plain NumPy, also returning what the backward pass needs.
+
+        n = (pre - mean) / sigma,  sigma = sqrt(var + eps);   [r~, c~, u~] = n * g + beta
+        r = sigmoid(r~),  c = tanh(r * c~),  u = sigmoid(u~ - 1),  h_t = u c + (1 - u) h_{t-1}
+    """
     size = deter.shape[-1]
     centred = pre - pre.mean(axis=-1, keepdims=True)
     inv_sigma = 1.0 / onp.sqrt((centred ** 2).mean(axis=-1, keepdims=True) + LAYER_NORM_EPS)
@@ -47,38 +59,136 @@ def _forward(pre, deter, ln_scale, ln_bias):
     cand = onp.tanh(reset * cand_pre)                       # (B, H)
     update = _sigmoid(gates[:, 2 * size:] - 1.0)            # (B, H)
     new_deter = update * cand + (1.0 - update) * deter      # (B, H)
-    saved = (normed, inv_sigma, reset, cand_pre, cand, update)
-    return new_deter, saved
+    return new_deter, (deter, normed, inv_sigma, reset, cand_pre, cand, update)
+
+
+def gru_gates_backward(grad_new, ln_scale, saved):
+    """The VJP of the GRU gates, given dL/dh_t (B, H):
+
+        dL/du = gh (c - h_{t-1})    dL/dh_{t-1} = gh (1 - u)    dL/dc = gh u
+        dL/du~ = dL/du u (1 - u)    dL/d(r c~) = dL/dc (1 - c^2)
+        dL/dr~ = dL/d(r c~) c~ r (1 - r)     dL/dc~ = dL/d(r c~) r
+        dL/dg = sum_B dL/dy n       dL/dbeta = sum_B dL/dy       (dL/dy = [dL/dr~, dL/dc~, dL/du~])
+        dL/dpre = (dn - mean(dn) - n mean(dn n)) / sigma,   dn = dL/dy * g    (layer norm)
+
+    Returns dL/dpre (B, 3H), dL/dh_{t-1} (B, H), dL/dg (3H,), dL/dbeta (3H,).
+    """
+    deter, normed, inv_sigma, reset, cand_pre, cand, update = saved
+    grad_update = grad_new * (cand - deter)
+    grad_deter = grad_new * (1.0 - update)
+    grad_cand_in = grad_new * update * (1.0 - cand ** 2)
+    grad_gates = onp.concatenate([grad_cand_in * cand_pre * reset * (1.0 - reset),      # r~
+                                  grad_cand_in * reset,                                 # c~
+                                  grad_update * update * (1.0 - update)], axis=-1)      # u~  (B, 3H)
+    grad_normed = grad_gates * ln_scale
+    grad_pre = inv_sigma * (grad_normed
+                            - grad_normed.mean(axis=-1, keepdims=True)
+                            - normed * (grad_normed * normed).mean(axis=-1, keepdims=True))
+    return grad_pre, grad_deter, (grad_gates * normed).sum(axis=0), grad_gates.sum(axis=0)
 
 
 @primitive
 def gru_gates(pre, deter, ln_scale, ln_bias):
-    """h_t = u * c + (1 - u) * h_{t-1} from the gate pre-activations; see layers.gru_gates."""
-    return _forward(pre, deter, ln_scale, ln_bias)[0]
+    """h_t = u * c + (1 - u) * h_{t-1}, one primitive; the same math as layers.gru_gates."""
+    return gru_gates_forward(pre, deter, ln_scale, ln_bias)[0]
 
 
 def _gru_gates_vjp(argnums, ans, args, kwargs):
     pre, deter, ln_scale, ln_bias = args
-    _, (normed, inv_sigma, reset, cand_pre, cand, update) = _forward(pre, deter, ln_scale, ln_bias)
+    saved = gru_gates_forward(pre, deter, ln_scale, ln_bias)[1]
+    return lambda grad_new: tuple(gru_gates_backward(grad_new, ln_scale, saved)[i] for i in argnums)
 
-    def vjp(grad_new):                                      # grad_new = dL/dh_t (B, H)
-        grad_update = grad_new * (cand - deter)
-        grad_deter = grad_new * (1.0 - update)
-        grad_cand = grad_new * update
-        grad_update_pre = grad_update * update * (1.0 - update)
-        grad_cand_in = grad_cand * (1.0 - cand ** 2)
-        grad_reset_pre = grad_cand_in * cand_pre * reset * (1.0 - reset)
-        grad_cand_pre = grad_cand_in * reset
-        grad_gates = onp.concatenate([grad_reset_pre, grad_cand_pre, grad_update_pre], axis=-1)  # (B, 3H)
-        grad_normed = grad_gates * ln_scale
-        grad_pre = inv_sigma * (grad_normed
-                                - grad_normed.mean(axis=-1, keepdims=True)
-                                - normed * (grad_normed * normed).mean(axis=-1, keepdims=True))
-        grads = {0: grad_pre, 1: grad_deter,
-                 2: (grad_gates * normed).sum(axis=0), 3: grad_gates.sum(axis=0)}
-        return tuple(grads[i] for i in argnums)
+
+defvjp_argnums(gru_gates, _gru_gates_vjp)
+
+
+def _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
+                    w_post, w_out, b_out, eps, min_std):
+    """Run the filtering loop in plain NumPy; return the outputs and every step's saved values."""
+    steps = action_terms.shape[1]
+    size = stoch.shape[-1]
+    outputs, tape = [], []
+    for t in range(steps):
+        gru_in = onp.concatenate([deter, stoch], axis=-1)                 # (B, H+Z)
+        deter, gate_saved = gru_gates_forward(gru_in @ w_hz + action_terms[:, t], deter, ln_scale, ln_bias)
+        hidden_pre = deter @ w_post + embed_terms[:, t]                   # (B, U)
+        hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))  # elu
+        out = hidden @ w_out + b_out                                      # (B, 2Z)
+        mean, raw_std = out[:, :size], out[:, size:]
+        std = onp.logaddexp(0.0, raw_std) + min_std                       # (B, Z)
+        stoch = mean + std * eps[:, t]                                    # (B, Z)
+        outputs.append(onp.concatenate([deter, stoch, mean, std], axis=-1))
+        tape.append((gru_in, gate_saved, deter, hidden_pre, hidden, raw_std))
+    return onp.stack(outputs, axis=1), tape                               # (B, T, H+3Z)
+
+
+@primitive
+def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
+                    w_post, w_out, b_out, eps, min_std):
+    """The whole filtering loop of model.observe as one primitive.
+
+    deter (B, H), stoch (B, Z): the state before the first frame; action_terms (B, T, 3H);
+    embed_terms (B, T, U); w_hz (H+Z, 3H); ln_scale, ln_bias (3H,); w_post (H, U);
+    w_out (U, 2Z); b_out (2Z,); eps (B, T, Z).
+    Returns (B, T, H + 3Z): [deter h_t, stoch z_t, posterior mean, posterior std] per step.
+    """
+    return _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
+                           w_post, w_out, b_out, eps, min_std)[0]
+
+
+def _filter_sequence_vjp(argnums, ans, args, kwargs):
+    (deter0, stoch0, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
+     w_post, w_out, b_out, eps, min_std) = args
+    _, tape = _filter_forward(*args)
+    deter_size, size = deter0.shape[-1], stoch0.shape[-1]
+    std_all = ans[..., deter_size + 2 * size:]                            # (B, T, Z)
+
+    def vjp(grad_out):                                                    # (B, T, H+3Z)
+        grad_deter_out = grad_out[..., :deter_size]
+        grad_stoch_out = grad_out[..., deter_size:deter_size + size]
+        grad_mean_out = grad_out[..., deter_size + size:deter_size + 2 * size]
+        grad_std_out = grad_out[..., deter_size + 2 * size:]
+        grads = {name: onp.zeros_like(value) for name, value in
+                 (("w_hz", w_hz), ("ln_scale", ln_scale), ("ln_bias", ln_bias),
+                  ("w_post", w_post), ("w_out", w_out), ("b_out", b_out))}
+        grad_action_terms = onp.zeros_like(action_terms)
+        grad_embed_terms = onp.zeros_like(embed_terms)
+        grad_eps = onp.zeros_like(eps)
+        grad_min_std = 0.0
+        carry_deter = onp.zeros_like(deter0)
+        carry_stoch = onp.zeros_like(stoch0)
+        for t in reversed(range(action_terms.shape[1])):
+            gru_in, gate_saved, deter, hidden_pre, hidden, raw_std = tape[t]
+            # z_t = mean + std * eps_t
+            grad_stoch = grad_stoch_out[:, t] + carry_stoch
+            grad_mean = grad_mean_out[:, t] + grad_stoch
+            grad_std = grad_std_out[:, t] + grad_stoch * eps[:, t]
+            grad_eps[:, t] = grad_stoch * std_all[:, t]
+            grad_min_std += grad_std.sum()
+            # std = softplus(s) + min_std;  [mean, s] = elu(u) W_out + b_out
+            grad_out_layer = onp.concatenate([grad_mean, grad_std * _sigmoid(raw_std)], axis=-1)  # (B, 2Z)
+            grads["w_out"] += hidden.T @ grad_out_layer
+            grads["b_out"] += grad_out_layer.sum(axis=0)
+            grad_hidden_pre = (grad_out_layer @ w_out.T) * onp.where(hidden_pre > 0, 1.0, hidden + 1.0)
+            # u = h_t W_post + e_term_t
+            grads["w_post"] += deter.T @ grad_hidden_pre
+            grad_embed_terms[:, t] = grad_hidden_pre
+            grad_deter = grad_deter_out[:, t] + carry_deter + grad_hidden_pre @ w_post.T
+            # h_t = GRU gates([h_{t-1}, z_{t-1}] W_hz + a_term_t, h_{t-1})
+            grad_pre, grad_deter_prev, grad_scale, grad_bias = gru_gates_backward(grad_deter, ln_scale, gate_saved)
+            grads["ln_scale"] += grad_scale
+            grads["ln_bias"] += grad_bias
+            grads["w_hz"] += gru_in.T @ grad_pre
+            grad_action_terms[:, t] = grad_pre
+            grad_gru_in = grad_pre @ w_hz.T                                # (B, H+Z)
+            carry_deter = grad_gru_in[:, :deter_size] + grad_deter_prev
+            carry_stoch = grad_gru_in[:, deter_size:]
+        all_grads = (carry_deter, carry_stoch, grad_action_terms, grad_embed_terms, grads["w_hz"],
+                     grads["ln_scale"], grads["ln_bias"], grads["w_post"], grads["w_out"], grads["b_out"],
+                     grad_eps, onp.asarray(grad_min_std, dtype=grad_out.dtype))
+        return tuple(all_grads[i] for i in argnums)
 
     return vjp
 
 
-defvjp_argnums(gru_gates, _gru_gates_vjp)
+defvjp_argnums(filter_sequence, _filter_sequence_vjp)

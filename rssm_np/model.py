@@ -22,7 +22,7 @@ from autograd.builtins import DictBox, SequenceBox
 
 from . import fused
 from .distributions import bernoulli_nll, gaussian_head, kl_gaussian, sample_gaussian
-from .layers import dense, elu, init_dense, init_gru, init_mlp, mlp, sigmoid
+from .layers import dense, elu, gru_gates, init_dense, init_gru, init_mlp, mean_of, mlp, sigmoid
 from .world import DOT_SIGMA
 
 
@@ -76,13 +76,12 @@ def transition(params, deter, stoch, action_term, w_hz):
 
     The GRU's one matmul [h, z, a] W + b is split as [h, z] W_hz + (a W_a + b); the bracket,
     `action_term`, is known in advance and computed for all steps by _gru_input_terms.
-    The gates run as one hand-differentiated primitive, fused.gru_gates; layers.gru_gates is the
-    same math written out in NumPy calls, and the tests prove the two equal.
+    The gates are layers.gru_gates; fused.py holds the same math with its backward by hand.
     deter (B, H), stoch (B, Z), action_term (B, 3H), w_hz (H+Z, 3H) -> (B, H).
     """
     gru = params["gru"]
     pre = np.concatenate([deter, stoch], axis=-1) @ w_hz + action_term      # (B, 3H)
-    return fused.gru_gates(pre, deter, gru["ln_scale"], gru["ln_bias"])      # (B, H)
+    return gru_gates(pre, deter, gru["ln_scale"], gru["ln_bias"])             # (B, H)
 
 
 def prior(params, deter, min_std):
@@ -143,46 +142,65 @@ def _gru_input_terms(params, actions):
     """Split the transition's matmul: [h, z, a] W + b = [h, z] W_hz + (a W_a + b).
 
     The action term is known for all steps in advance, so it is computed once here.
-    actions (B, T, A) -> W_hz (H+Z, 3H), action terms as a list of T arrays (B, 3H).
+    actions (B, T, A) -> W_hz (H+Z, 3H), action terms (B, T, 3H).
     """
     gru = params["gru"]
     batch, steps, action_size = actions.shape
     w_hz = gru["w"][:-action_size]
     action_terms = (actions.reshape(batch * steps, action_size) @ gru["w"][-action_size:]
                     + gru["b"]).reshape(batch, steps, -1)
-    return w_hz, unstack_time(action_terms)
+    return w_hz, action_terms
 
 
 def initial_state(config, batch, dtype):
-    """(h_0, z_{-1}, a_{-1}) = 0: the memory starts empty."""
+    """(h_{-1}, z_{-1}) = 0: the memory before the first frame is empty.
+
+    The first step is then h_0 = GRU(0, 0, a_{-1} = 0): a learned starting memory.
+    """
     return (np.zeros((batch, config.deter_size), dtype=dtype),
             np.zeros((batch, config.stoch_size), dtype=dtype))
 
 
-def observe(params, config, embed, actions, eps=None, state=None):
+def actions_into_frames(actions):
+    """a_{t-1} for every frame t: shift actions right by one, with zeros before the first frame.
+
+    actions[:, t] acts after frame t (as make_dataset stores them), so the action that led into
+    frame t is actions[:, t-1].   (B, T, A) -> (B, T, A), plain NumPy (actions are data).
+    """
+    return onp.concatenate([onp.zeros_like(actions[:, :1]), actions[:, :-1]], axis=1)
+
+
+def observe(params, config, embed, prev_actions, eps=None, state=None, fused_core=None):
     """Filter a sequence: h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}), then z_t ~ q(z_t | h_t, x_t).
 
-    embed (B, T, E) from encode(); actions (B, T, A), actions[:, t] acting after frame t;
-    eps (B, T, Z) standard normal noise for the samples, or None to use the posterior mean.
-    state: (h, z) to continue from; None starts empty, and then h_0 = 0 (no transition before
-    the first frame). Returns a dict of (B, T, .) arrays: deter, stoch, post_mean, post_std.
+    embed (B, T, E) from encode(); prev_actions (B, T, A), prev_actions[:, t] = a_{t-1}, the
+    action that led into frame t (see actions_into_frames); eps (B, T, Z) standard normal noise
+    for the samples, or None for the posterior mean. state: (h, z) to continue from, or None
+    for the empty memory. fused_core: run the loop as fused.filter_sequence (one primitive with
+    a hand-written backward); None takes config.fused. Both compute the same numbers.
+    Returns a dict of (B, T, .) arrays: deter, stoch, post_mean, post_std.
     """
     batch, steps = embed.shape[:2]
-    embed_terms = unstack_time(posterior_embed_term(params, embed.reshape(batch * steps, -1))
-                               .reshape(batch, steps, -1))                          # T x (B, hidden)
-    # The action that leads into frame t is a_{t-1}: shift the actions right by one step.
-    prev_actions = np.concatenate([np.zeros_like(actions[:, :1]), actions[:, :-1]], axis=1)
+    dtype = config.dtype
+    embed_terms = posterior_embed_term(params, embed.reshape(batch * steps, -1)).reshape(batch, steps, -1)
     w_hz, action_terms = _gru_input_terms(params, prev_actions)
-    if state is None:
-        deter, stoch = initial_state(config, batch, embed.dtype)
-    else:
-        deter, stoch = state
+    deter, stoch = initial_state(config, batch, dtype) if state is None else state
+    if eps is None:
+        eps = onp.zeros((batch, steps, config.stoch_size), dtype=dtype)   # z = mean + std * 0
+    if config.fused if fused_core is None else fused_core:
+        post = params["posterior"]
+        out = fused.filter_sequence(deter, stoch, action_terms, embed_terms, w_hz,
+                                    params["gru"]["ln_scale"], params["gru"]["ln_bias"], post["w_deter"],
+                                    post["out"]["w"], post["out"]["b"], eps, config.min_std)
+        sizes = [config.deter_size, config.deter_size + config.stoch_size, config.deter_size + 2 * config.stoch_size]
+        deters, stochs, means, stds = np.split(out, sizes, axis=-1)                 # (B, T, .)
+        return {"deter": deters, "stoch": stochs, "post_mean": means, "post_std": stds}
+    embed_terms, action_terms = unstack_time(embed_terms), unstack_time(action_terms)   # T x (B, .)
     deters, stochs, means, stds = [], [], [], []
     for t in range(steps):
-        if t > 0 or state is not None:
-            deter = transition(params, deter, stoch, action_terms[t], w_hz)          # (B, H)
+        deter = transition(params, deter, stoch, action_terms[t], w_hz)              # (B, H)
         mean, std = posterior(params, deter, embed_terms[t], config.min_std)          # (B, Z)
-        stoch = mean if eps is None else sample_gaussian(mean, std, eps[:, t])        # (B, Z)
+        stoch = sample_gaussian(mean, std, eps[:, t])                                 # (B, Z)
         deters.append(deter)
         stochs.append(stoch)
         means.append(mean)
@@ -199,6 +217,7 @@ def imagine(params, config, deter, stoch, actions, eps=None):
     Returns a dict of (B, K, .) arrays: deter, stoch, prior_mean, prior_std.
     """
     w_hz, action_terms = _gru_input_terms(params, actions)
+    action_terms = unstack_time(action_terms)                                         # K x (B, 3H)
     deters, stochs, means, stds = [], [], [], []
     for k in range(actions.shape[1]):
         deter = transition(params, deter, stoch, action_terms[k], w_hz)              # (B, H)
@@ -217,8 +236,12 @@ def free_nats_kl(kl, free_nats):
 
     Applied to the mean over batch and time (as in PlaNet and Dreamer), so the posterior may
     keep up to `free_nats` nats per step of information about the image without penalty.
+    Written as an if on the value (autograd follows Python control flow): below the threshold
+    the term is a constant, so its gradient is exactly zero.
     """
-    return np.maximum(np.mean(kl), free_nats)
+    from autograd.tracer import getval
+    mean_kl = mean_of(kl)
+    return mean_kl if getval(mean_kl) > free_nats else free_nats
 
 
 def loss(params, batch, config, seed=0, stats=None):
@@ -244,7 +267,7 @@ def loss(params, batch, config, seed=0, stats=None):
 
     params = unpack(params)
     embed = encode(params, pixels).reshape(n_batch, steps, -1)                      # (B, T, E)
-    post = observe(params, config, embed, actions, eps)
+    post = observe(params, config, embed, actions_into_frames(actions), eps)
     deter = post["deter"].reshape(rows, -1)                                         # (N, H)
     stoch = post["stoch"].reshape(rows, -1)                                         # (N, Z)
     prior_mean, prior_std = prior(params, deter, config.min_std)                    # (N, Z)
@@ -252,7 +275,7 @@ def loss(params, batch, config, seed=0, stats=None):
                      prior_mean, prior_std)                                         # (N,)
     logits = decode(params, deter, stoch)                                           # (N, D)
     weight = likelihood_weight(batch, config, rows)
-    recon = np.mean(bernoulli_nll(logits, pixels, weight))
+    recon = mean_of(bernoulli_nll(logits, pixels, weight))
     total = recon + config.kl_scale * free_nats_kl(kl, config.free_nats)
     if stats is not None:
         stats["recon"] = float(getval(recon))
@@ -292,7 +315,7 @@ def predict(params, config, obs, actions=None, horizon=10, *, seed=0, samples=No
     obs = onp.asarray(obs, dtype=dtype)
     actions = onp.asarray(actions, dtype=dtype)
     embed = encode(params, obs.reshape(n_batch * context, -1)).reshape(n_batch, context, -1)
-    post = observe(params, config, embed, actions[:, :context])
+    post = observe(params, config, embed, actions_into_frames(actions[:, :context]))
     deter, stoch = post["deter"][:, -1], post["stoch"][:, -1]                      # (B, H), (B, Z)
     future_actions = actions[:, context - 1:]                                       # (B, K, A)
     if samples is None:

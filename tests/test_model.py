@@ -9,7 +9,7 @@ import pytest
 
 from rssm_np import Config, imagine, init_params, loss, make_dataset, observe, predict
 from rssm_np.checkpoint import load, save
-from rssm_np.model import encode, unpack
+from rssm_np.model import actions_into_frames, encode, unpack
 
 SMALL = dict(image_size=16, deter_size=12, stoch_size=4, hidden_size=16, embed_size=8, batch_size=3, seq_len=6)
 
@@ -45,7 +45,7 @@ def test_observe_and_imagine_shapes(small):
     params = unpack(params)
     embed = encode(params, batch["obs"].reshape(18, -1)).reshape(3, 6, -1)
     eps = np.random.default_rng(0).standard_normal((3, 6, 4)).astype(np.float32)
-    post = observe(params, config, embed, batch["actions"], eps)
+    post = observe(params, config, embed, actions_into_frames(batch["actions"]), eps)
     assert post["deter"].shape == (3, 6, 12) and post["stoch"].shape == (3, 6, 4)
     assert np.all(post["post_std"] >= config.min_std)
     dream = imagine(params, config, post["deter"][:, -1], post["stoch"][:, -1], np.zeros((3, 5, 2), np.float32))
@@ -57,12 +57,13 @@ def test_observe_continues_from_a_state(small):
     config, params, batch = small
     params = unpack(params)
     embed = encode(params, batch["obs"].reshape(18, -1)).reshape(3, 6, -1)
-    whole = observe(params, config, embed, batch["actions"])
-    first = observe(params, config, embed[:, :3], batch["actions"][:, :3])
-    state = (first["deter"][:, -1], first["stoch"][:, -1])
-    # the action leading into frame 3 is actions[:, 2]: pass the actions shifted so it comes first
-    rest = observe(params, config, embed[:, 3:], batch["actions"][:, 2:5], state=state)
-    np.testing.assert_allclose(rest["deter"], whole["deter"][:, 3:], rtol=1e-5, atol=1e-6)
+    prev_actions = actions_into_frames(batch["actions"])
+    for fused_core in (True, False):
+        whole = observe(params, config, embed, prev_actions, fused_core=fused_core)
+        first = observe(params, config, embed[:, :3], prev_actions[:, :3], fused_core=fused_core)
+        state = (first["deter"][:, -1], first["stoch"][:, -1])
+        rest = observe(params, config, embed[:, 3:], prev_actions[:, 3:], state=state, fused_core=fused_core)
+        np.testing.assert_allclose(rest["deter"], whole["deter"][:, 3:], rtol=1e-5, atol=1e-6)
 
 
 def test_predict_mean_path(small):
