@@ -23,7 +23,7 @@ from rssm_np.evaluate import CONTEXT, centroid, eval_dataset, evaluate, filtered
 from rssm_np.model import predict
 from rssm_np.train import init_train_state, params_of, train
 
-DEFAULT_STEPS = 2500
+DEFAULT_STEPS = 3000
 
 
 def positive_int(text):

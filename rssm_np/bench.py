@@ -1,0 +1,150 @@
+"""Benchmark the full train step: forward over the sequence, backward, clipping and Adam.
+
+    python -m rssm_np.bench                      # one JSON line at batch 16, sequence 32
+    python -m rssm_np.bench --plain              # the same with the plain-autograd recurrent core
+    python -m rssm_np.bench --scaling            # ms/step and peak memory over T and B, plus a plot
+
+Speed targets live here, not in timed tests: shared machines are noisy, so quote the median of
+one run and ratios measured side by side.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def matmul_flops(config, batch, steps):
+    """Multiply-adds x 2 of every matrix product in one train step (forward + backward).
+
+    Backward costs two products per forward product (dL/dW and dL/dx), except the encoder's
+    first layer, whose input is data (no dL/dx): so about 3x the forward count.
+    """
+    c = config
+    rows = batch * steps
+    pixels = c.image_size ** 2
+    first_layer = rows * pixels * c.hidden_size
+    forward = (rows * c.hidden_size * c.embed_size                          # encoder 2nd layer
+               + rows * c.embed_size * c.hidden_size                        # posterior embed term
+               + rows * c.action_size * 3 * c.deter_size                    # GRU action term
+               + rows * ((c.deter_size + c.stoch_size) * 3 * c.deter_size   # GRU, in the loop
+                         + c.deter_size * c.hidden_size + c.hidden_size * 2 * c.stoch_size)  # posterior
+               + rows * (c.deter_size * c.hidden_size + c.hidden_size * 2 * c.stoch_size)    # prior
+               + rows * ((c.deter_size + c.stoch_size) * c.hidden_size + c.hidden_size ** 2
+                         + c.hidden_size * pixels))                         # decoder
+    return 2 * (2 * first_layer + 3 * forward)
+
+
+def traced_primitives(config):
+    """How many operations autograd records in one forward pass of the loss."""
+    import autograd.core as core
+    from autograd import grad
+    from .model import init_params, loss
+    from .train import training_batch
+    counter = {"n": 0}
+    original = core.VJPNode.__init__
+
+    def counting_init(self, *args, **kwargs):
+        counter["n"] += 1
+        original(self, *args, **kwargs)
+
+    core.VJPNode.__init__ = counting_init
+    try:
+        grad(loss)(init_params(config), training_batch(config, 0), config)
+    finally:
+        core.VJPNode.__init__ = original
+    return counter["n"]
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 ** 2 if sys.platform == "darwin" else peak / 1024
+
+
+def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3):
+    """Median, min and max ms of the full train step, after `warmup` untimed steps."""
+    from .config import Config
+    from .train import init_train_state, make_train_step
+    config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused)
+    state = init_train_state(config)
+    train_step = make_train_step(config)
+    for _ in range(warmup):
+        state, _ = train_step(state)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, _ = train_step(state)
+        times.append(1000 * (time.perf_counter() - start))
+    flops = matmul_flops(config, batch, seq_len)
+    median = float(np.median(times))
+    result = {
+        "ms_per_step": round(median, 2), "ms_min": round(min(times), 2), "ms_max": round(max(times), 2),
+        "steps_timed": steps, "peak_rss_mb": round(peak_rss_mb(), 1),
+        "gflop_per_step": round(flops / 1e9, 3), "achieved_gflops": round(flops / 1e9 / (median / 1000), 2),
+        "traced_primitives": traced_primitives(config),
+        "batch": batch, "seq_len": seq_len, "dtype": dtype, "fused": fused,
+        "image_size": config.image_size, "deter_size": config.deter_size, "stoch_size": config.stoch_size,
+        "hidden_size": config.hidden_size, "embed_size": config.embed_size,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+    }
+    return result
+
+
+def scaling(args):
+    """ms/step and peak memory for T in {16, 32, 64} x B in {8, 16, 32, 64}, each in a fresh process."""
+    rows = []
+    for seq_len in (16, 32, 64):
+        for batch in (8, 16, 32, 64):
+            command = [sys.executable, "-m", "rssm_np.bench", "--batch", str(batch), "--seq-len", str(seq_len),
+                       "--steps", str(args.steps), "--dtype", args.dtype]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            rows.append(result)
+            print(f"T={seq_len:3d} B={batch:3d} | {result['ms_per_step']:8.1f} ms/step | "
+                  f"{result['peak_rss_mb']:7.0f} MB peak | {result['achieved_gflops']:6.1f} GFLOP/s", flush=True)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for batch in (8, 16, 32, 64):
+        picked = [r for r in rows if r["batch"] == batch]
+        left.plot([r["seq_len"] for r in picked], [r["ms_per_step"] for r in picked], "o-", label=f"B={batch}")
+        right.plot([r["seq_len"] for r in picked], [r["peak_rss_mb"] for r in picked], "o-", label=f"B={batch}")
+    left.set(xlabel="sequence length T", ylabel="ms per train step", title="time per step")
+    right.set(xlabel="sequence length T", ylabel="peak RSS (MB)", title="peak memory")
+    for ax in (left, right):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+    fig.savefig(args.plot, dpi=90)
+    print(json.dumps({"scaling": rows, "plot": args.plot}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Time the rssm_np train step.")
+    parser.add_argument("--batch", type=int, default=16, help="sequences per step (default 16)")
+    parser.add_argument("--seq-len", type=int, default=32, help="frames per sequence (default 32)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--plain", action="store_true", help="use the plain-autograd recurrent core, not fused")
+    parser.add_argument("--scaling", action="store_true", help="table and plot over T and B")
+    parser.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"), help="where --scaling saves its plot")
+    args = parser.parse_args(argv)
+    for name in ("batch", "seq_len", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.scaling:
+        scaling(args)
+        return
+    print(json.dumps(time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain)))
+
+
+if __name__ == "__main__":
+    main()
