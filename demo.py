@@ -21,7 +21,7 @@ from rssm_np import Config, make_dataset
 from rssm_np.checkpoint import load_train_state, save
 from rssm_np.evaluate import CONTEXT, centroid, eval_dataset, evaluate, filtered_frames, pixel_error
 from rssm_np.model import predict
-from rssm_np.train import init_train_state, params_of, train
+from rssm_np.train import init_train_state, train
 
 DEFAULT_STEPS = 3000
 
@@ -152,7 +152,7 @@ def main(argv=None):
 
     def on_step(current, stats, elapsed):
         if current["step"] % args.checkpoint_every == 0:
-            save(checkpoint_path, params_of(current, config), config, current)
+            save(checkpoint_path, current["params"], config, current)
             last_saved["step"] = current["step"]
         return progress(current, stats, elapsed)
 
@@ -170,7 +170,7 @@ def main(argv=None):
                       state=state, on_step=remember)
     except KeyboardInterrupt:
         state = holder["state"]
-        save(checkpoint_path, params_of(state, config), config, state)
+        save(checkpoint_path, state["params"], config, state)
         print(f"\ninterrupted: saved step {state['step']} to {checkpoint_path}; "
               f"continue with: python demo.py --resume {checkpoint_path}")
         return 130
@@ -180,7 +180,7 @@ def main(argv=None):
         print(f"error: {error}; {where}", file=sys.stderr)
         return 1
     train_seconds = time.perf_counter() - start
-    params = params_of(state, config)
+    params = state["params"]
     model_path = save(os.path.join(args.out, "model.npz"), params, config, state)
 
     print("evaluating on 64 held-out sequences ...", flush=True)

@@ -72,8 +72,9 @@ def save(path, params, config, train_state=None):
     if train_state is not None:
         arrays[_TRAIN_PREFIX + "step"] = np.array(train_state["step"])
         arrays[_TRAIN_PREFIX + "adam_step"] = np.array(train_state["adam"]["step"])
-        arrays[_TRAIN_PREFIX + "adam_m"] = train_state["adam"]["m"]
-        arrays[_TRAIN_PREFIX + "adam_v"] = train_state["adam"]["v"]
+        for i, (m, v) in enumerate(zip(train_state["adam"]["m"], train_state["adam"]["v"])):
+            arrays[f"{_TRAIN_PREFIX}adam_m/{i}"] = m
+            arrays[f"{_TRAIN_PREFIX}adam_v/{i}"] = v
         arrays[_TRAIN_PREFIX + "history"] = np.array(json.dumps(train_state["history"]))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -126,18 +127,21 @@ def load(path):
 
 def load_train_state(path):
     """Read (params, config, train_state) for resuming; train_state is None if none was saved."""
-    from autograd.misc import flatten
+    from .train import tree_leaves
     params, config = load(path)
     arrays = _read(path)
     if _TRAIN_PREFIX + "step" not in arrays:
         return params, config, None
-    flat = flatten(params)[0]
-    m, v = arrays[_TRAIN_PREFIX + "adam_m"], arrays[_TRAIN_PREFIX + "adam_v"]
-    if m.shape != flat.shape or v.shape != flat.shape:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} has optimizer state of shape {m.shape}, expected {flat.shape}")
+    moments = {"m": [], "v": []}
+    for i, leaf in enumerate(tree_leaves(params)):
+        for name in moments:
+            key = f"{_TRAIN_PREFIX}adam_{name}/{i}"
+            if key not in arrays or arrays[key].shape != leaf.shape:
+                raise ValueError(f"checkpoint {os.fspath(path)!r} has no optimizer state '{key}' of shape {leaf.shape}")
+            moments[name].append(arrays[key].astype(leaf.dtype))
     state = {
-        "flat": flat,
-        "adam": {"step": int(arrays[_TRAIN_PREFIX + "adam_step"]), "m": m, "v": v},
+        "params": params,
+        "adam": {"step": int(arrays[_TRAIN_PREFIX + "adam_step"]), "m": moments["m"], "v": moments["v"]},
         "step": int(arrays[_TRAIN_PREFIX + "step"]),
         "history": json.loads(str(arrays[_TRAIN_PREFIX + "history"])),
     }

@@ -5,6 +5,8 @@ Shapes: B batch (or batch*time), Z stoch size, D pixels per frame (S*S).
 """
 
 import autograd.numpy as np
+import numpy as onp
+from autograd.extend import defvjp, primitive
 
 from .layers import softplus
 
@@ -42,16 +44,36 @@ def kl_gaussian(mean_q, std_q, mean_p, std_p):
     return 0.5 * np.sum(var_ratio + mean_term - 1.0 - np.log(var_ratio), axis=-1)
 
 
+@primitive
 def bernoulli_nll(logits, target, weight=None):
-    """-log p(x | logits) = sum_d softplus(l_d) - x_d * l_d, summed over pixels.
+    """-log p(x | logits) = sum_d w_d [softplus(l_d) - x_d * l_d], summed over pixels.
 
     logits, target (B, D) -> (B,). Pixel intensities x in [0, 1] are treated as Bernoulli
     probabilities. Summing (not averaging) over pixels is what makes the dot worth drawing: the
     sparse dot's pixels carry as much weight as the black background, so the model cannot buy a
     low loss by predicting an empty frame. `weight` (B, D) of 0/1 drops pixels from the sum (the
-    masked likelihood for occluded pixels).
+    masked likelihood for occluded pixels); None counts them all.
+
+    It runs on every pixel of every frame, so it is one primitive with its derivative written
+    out: dL/dl_d = w_d (sigmoid(l_d) - x_d), dL/dx_d = -w_d l_d.
     """
-    per_pixel = softplus(logits) - target * logits          # (B, D)
+    per_pixel = onp.maximum(logits, 0.0) + onp.log(1.0 + onp.exp(-onp.abs(logits))) - target * logits
     if weight is not None:
         per_pixel = per_pixel * weight
-    return np.sum(per_pixel, axis=-1)                       # (B,)
+    return per_pixel.sum(axis=-1)                           # (B,)
+
+
+def _bernoulli_nll_vjp_logits(ans, logits, target, weight=None):
+    def vjp(g):                                             # g (B,)
+        grad = 0.5 * (onp.tanh(0.5 * logits) + 1.0) - target    # sigmoid(l) - x
+        if weight is not None:
+            grad = grad * weight
+        return grad * g[:, None]
+    return vjp
+
+
+def _bernoulli_nll_vjp_target(ans, logits, target, weight=None):
+    return lambda g: -logits * (g[:, None] if weight is None else g[:, None] * weight)
+
+
+defvjp(bernoulli_nll, _bernoulli_nll_vjp_logits, _bernoulli_nll_vjp_target)

@@ -122,6 +122,12 @@ def _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
     return onp.stack(outputs, axis=1), tape                               # (B, T, H+3Z)
 
 
+# autograd calls a primitive's forward and then, at once, its VJP maker with the same inputs and
+# the output. The forward leaves its tape here so the VJP maker need not run the loop again; the
+# `is` check on the output makes sure the tape belongs to this very call.
+_last_tape = {"out": None, "tape": None}
+
+
 @primitive
 def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
                     w_post, w_out, b_out, eps, min_std):
@@ -132,14 +138,20 @@ def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
     w_out (U, 2Z); b_out (2Z,); eps (B, T, Z).
     Returns (B, T, H + 3Z): [deter h_t, stoch z_t, posterior mean, posterior std] per step.
     """
-    return _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
-                           w_post, w_out, b_out, eps, min_std)[0]
+    out, tape = _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
+                                w_post, w_out, b_out, eps, min_std)
+    _last_tape["out"], _last_tape["tape"] = out, tape
+    return out
 
 
 def _filter_sequence_vjp(argnums, ans, args, kwargs):
     (deter0, stoch0, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
      w_post, w_out, b_out, eps, min_std) = args
-    _, tape = _filter_forward(*args)
+    if _last_tape["out"] is ans:
+        tape = _last_tape["tape"]
+    else:
+        tape = _filter_forward(*args)[1]
+    _last_tape["out"], _last_tape["tape"] = None, None
     deter_size, size = deter0.shape[-1], stoch0.shape[-1]
     std_all = ans[..., deter_size + 2 * size:]                            # (B, T, Z)
 
