@@ -22,13 +22,16 @@ from step t+1 back into step t:
     dz    = dL/dz_t (from outputs) + carry_z
     dmean = dL/dmean_t + dz                 dstd = dL/dstd_t + dz * eps_t
     ds    = dstd * sigmoid(s_t)             (softplus' = sigmoid)
-    do    = [dmean, ds];   dW_out += elu(u_t)^T do;   db_out += sum do
-    du    = do W_out^T * elu'(u_t)          (elu'(u) = 1 if u > 0 else e^u)
-    dW_post += h_t^T du;   de_term_t = du
+    do    = [dmean, ds]
+    du    = do W_out^T * elu'(u_t)          (elu'(u) = 1 if u > 0 else e^u = elu(u) + 1)
+    de_term_t = du
     dh    = dL/dh_t (from outputs) + carry_h + du W_post^T
     dpre, dh_prev = GRU gates backward(dh)                     gru_gates_backward
-    dW_hz += [h_{t-1}, z_{t-1}]^T dpre;   da_term_t = dpre
+    da_term_t = dpre
     [carry_h, carry_z] = dpre W_hz^T  (+ dh_prev into carry_h)
+and, after the loop, every weight's gradient summed over steps as one product over B*T rows:
+    dW_out = sum_t elu(u_t)^T do_t,  db_out = sum_t do_t,  dW_post = sum_t h_t^T du_t,
+    dW_hz = sum_t [h_{t-1}, z_{t-1}]^T dpre_t,  dg, dbeta from the gates' dL/dy.
 
 Shapes: B batch, T time, H deter, Z stoch, U hidden size of the posterior, 3H gate width.
 """
@@ -71,7 +74,8 @@ def gru_gates_backward(grad_new, ln_scale, saved):
         dL/dg = sum_B dL/dy n       dL/dbeta = sum_B dL/dy       (dL/dy = [dL/dr~, dL/dc~, dL/du~])
         dL/dpre = (dn - mean(dn) - n mean(dn n)) / sigma,   dn = dL/dy * g    (layer norm)
 
-    Returns dL/dpre (B, 3H), dL/dh_{t-1} (B, H), dL/dg (3H,), dL/dbeta (3H,).
+    Returns dL/dpre (B, 3H), dL/dh_{t-1} (B, H) and dL/dy (B, 3H), from which the caller sums
+    dL/dg and dL/dbeta (over the batch here, over batch and time in filter_sequence).
     """
     deter, normed, inv_sigma, reset, cand_pre, cand, update = saved
     grad_update = grad_new * (cand - deter)
@@ -84,7 +88,7 @@ def gru_gates_backward(grad_new, ln_scale, saved):
     grad_pre = inv_sigma * (grad_normed
                             - grad_normed.mean(axis=-1, keepdims=True)
                             - normed * (grad_normed * normed).mean(axis=-1, keepdims=True))
-    return grad_pre, grad_deter, (grad_gates * normed).sum(axis=0), grad_gates.sum(axis=0)
+    return grad_pre, grad_deter, grad_gates
 
 
 @primitive
@@ -96,7 +100,14 @@ def gru_gates(pre, deter, ln_scale, ln_bias):
 def _gru_gates_vjp(argnums, ans, args, kwargs):
     pre, deter, ln_scale, ln_bias = args
     saved = gru_gates_forward(pre, deter, ln_scale, ln_bias)[1]
-    return lambda grad_new: tuple(gru_gates_backward(grad_new, ln_scale, saved)[i] for i in argnums)
+    normed = saved[1]
+
+    def vjp(grad_new):
+        grad_pre, grad_deter, grad_gates = gru_gates_backward(grad_new, ln_scale, saved)
+        grads = (grad_pre, grad_deter, (grad_gates * normed).sum(axis=0), grad_gates.sum(axis=0))
+        return tuple(grads[i] for i in argnums)
+
+    return vjp
 
 
 defvjp_argnums(gru_gates, _gru_gates_vjp)
@@ -153,52 +164,61 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
         tape = _filter_forward(*args)[1]
     _last_tape["out"], _last_tape["tape"] = None, None
     deter_size, size = deter0.shape[-1], stoch0.shape[-1]
-    std_all = ans[..., deter_size + 2 * size:]                            # (B, T, Z)
 
     def vjp(grad_out):                                                    # (B, T, H+3Z)
         grad_deter_out = grad_out[..., :deter_size]
         grad_stoch_out = grad_out[..., deter_size:deter_size + size]
         grad_mean_out = grad_out[..., deter_size + size:deter_size + 2 * size]
         grad_std_out = grad_out[..., deter_size + 2 * size:]
-        grads = {name: onp.zeros_like(value) for name, value in
-                 (("w_hz", w_hz), ("ln_scale", ln_scale), ("ln_bias", ln_bias),
-                  ("w_post", w_post), ("w_out", w_out), ("b_out", b_out))}
-        grad_action_terms = onp.zeros_like(action_terms)
-        grad_embed_terms = onp.zeros_like(embed_terms)
-        grad_eps = onp.zeros_like(eps)
-        grad_min_std = 0.0
         carry_deter = onp.zeros_like(deter0)
         carry_stoch = onp.zeros_like(stoch0)
+        # Only what flows back through time is computed in the loop; the weight gradients are sums
+        # over steps of (input^T grad), done after the loop as one matmul over all B*T rows.
+        per_step = {"stoch": [], "std": [], "out_layer": [], "hidden_pre": [], "gates": [], "pre": []}
         for t in reversed(range(action_terms.shape[1])):
             gru_in, gate_saved, deter, hidden_pre, hidden, raw_std = tape[t]
             # z_t = mean + std * eps_t
             grad_stoch = grad_stoch_out[:, t] + carry_stoch
-            grad_mean = grad_mean_out[:, t] + grad_stoch
             grad_std = grad_std_out[:, t] + grad_stoch * eps[:, t]
-            grad_eps[:, t] = grad_stoch * std_all[:, t]
-            grad_min_std += grad_std.sum()
             # std = softplus(s) + min_std;  [mean, s] = elu(u) W_out + b_out
-            grad_out_layer = onp.concatenate([grad_mean, grad_std * _sigmoid(raw_std)], axis=-1)  # (B, 2Z)
-            grads["w_out"] += hidden.T @ grad_out_layer
-            grads["b_out"] += grad_out_layer.sum(axis=0)
-            grad_hidden_pre = (grad_out_layer @ w_out.T) * onp.where(hidden_pre > 0, 1.0, hidden + 1.0)
+            grad_out_layer = onp.concatenate([grad_mean_out[:, t] + grad_stoch, grad_std * _sigmoid(raw_std)],
+                                             axis=-1)                     # (B, 2Z)
+            grad_hidden_pre = (grad_out_layer @ w_out.T) * onp.minimum(hidden + 1.0, 1.0)   # elu' (B, U)
             # u = h_t W_post + e_term_t
-            grads["w_post"] += deter.T @ grad_hidden_pre
-            grad_embed_terms[:, t] = grad_hidden_pre
             grad_deter = grad_deter_out[:, t] + carry_deter + grad_hidden_pre @ w_post.T
             # h_t = GRU gates([h_{t-1}, z_{t-1}] W_hz + a_term_t, h_{t-1})
-            grad_pre, grad_deter_prev, grad_scale, grad_bias = gru_gates_backward(grad_deter, ln_scale, gate_saved)
-            grads["ln_scale"] += grad_scale
-            grads["ln_bias"] += grad_bias
-            grads["w_hz"] += gru_in.T @ grad_pre
-            grad_action_terms[:, t] = grad_pre
+            grad_pre, grad_deter_prev, grad_gates = gru_gates_backward(grad_deter, ln_scale, gate_saved)
             grad_gru_in = grad_pre @ w_hz.T                                # (B, H+Z)
             carry_deter = grad_gru_in[:, :deter_size] + grad_deter_prev
             carry_stoch = grad_gru_in[:, deter_size:]
-        all_grads = (carry_deter, carry_stoch, grad_action_terms, grad_embed_terms, grads["w_hz"],
-                     grads["ln_scale"], grads["ln_bias"], grads["w_post"], grads["w_out"], grads["b_out"],
-                     grad_eps, onp.asarray(grad_min_std, dtype=grad_out.dtype))
-        return tuple(all_grads[i] for i in argnums)
+            for name, value in (("stoch", grad_stoch), ("std", grad_std), ("out_layer", grad_out_layer),
+                                ("hidden_pre", grad_hidden_pre), ("gates", grad_gates), ("pre", grad_pre)):
+                per_step[name].append(value)
+
+        def rows(name):      # the per-step gradients as (B*T, F), in time order
+            return onp.stack(per_step[name][::-1], axis=1).reshape(-1, per_step[name][0].shape[-1])
+
+        def inputs(index):   # a saved forward input, every step, as (B*T, F)
+            return onp.stack([step[index] for step in tape], axis=1).reshape(-1, tape[0][index].shape[-1])
+
+        batch, steps = action_terms.shape[:2]
+        normed = onp.stack([step[1][1] for step in tape], axis=1).reshape(batch * steps, -1)
+        grad_gates, grad_out_layer = rows("gates"), rows("out_layer")
+        all_grads = {
+            0: lambda: carry_deter,
+            1: lambda: carry_stoch,
+            2: lambda: rows("pre").reshape(action_terms.shape),
+            3: lambda: rows("hidden_pre").reshape(embed_terms.shape),
+            4: lambda: inputs(0).T @ rows("pre"),                               # w_hz
+            5: lambda: (grad_gates * normed).sum(axis=0),                       # ln_scale
+            6: lambda: grad_gates.sum(axis=0),                                  # ln_bias
+            7: lambda: inputs(2).T @ rows("hidden_pre"),                        # w_post
+            8: lambda: inputs(4).T @ grad_out_layer,                            # w_out
+            9: lambda: grad_out_layer.sum(axis=0),                              # b_out
+            10: lambda: rows("stoch").reshape(eps.shape) * ans[..., deter_size + 2 * size:],   # eps
+            11: lambda: onp.asarray(rows("std").sum(), dtype=grad_out.dtype),  # min_std
+        }
+        return tuple(all_grads[i]() for i in argnums)
 
     return vjp
 

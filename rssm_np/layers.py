@@ -52,7 +52,7 @@ def elu(x):
     return onp.where(x > 0, x, onp.exp(onp.minimum(x, 0.0)) - 1.0)
 
 
-defvjp(elu, lambda ans, x: lambda g: g * onp.where(x > 0, 1.0, ans + 1.0))
+defvjp(elu, lambda ans, x: lambda g: g * onp.minimum(ans + 1.0, 1.0))   # 1 if x > 0, else e^x = ans + 1
 
 
 def init_dense(rng, in_size, out_size, dtype="float32"):

@@ -6,8 +6,10 @@
 Same architecture and sizes as rssm_np.Config: MLP encoder (D-256-256), a layer-normed GRU with
 the reset gate on the candidate (Dreamer's), posterior MLP([h, e]) and prior MLP(h) with
 softplus + min_std, reparameterized z, Bernoulli decoder ([h, z]-256-256-D), analytic KL with
-free nats, Adam with global-norm clipping. It alternates rssm_np and PyTorch steps in one run so
-both see the same machine load, and prints one JSON line with both medians and the ratio.
+free nats, Adam with global-norm clipping. Each side runs in its own child process (OpenBLAS and
+PyTorch's thread pools, busy-waiting in one process, would steal each other's cores), alternating
+rssm_np, PyTorch, rssm_np, ... for --rounds rounds so both see the same machine load; it prints
+one JSON line with both medians over all rounds and the ratio.
 """
 
 import argparse
@@ -78,49 +80,63 @@ class TorchRSSM(nn.Module):
         return recon + torch.clamp(kl.mean(), min=c.free_nats)
 
 
+def time_side(side, args):
+    """Median-ready list of ms per train step for one side, after 3 warm-up steps."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+    if side == "torch":
+        torch_dtype = torch.float32 if args.dtype == "float32" else torch.float64
+        model = TorchRSSM(config).to(torch_dtype)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+        def step_fn(step):
+            batch = training_batch(config, step)
+            obs = torch.as_tensor(batch["obs"], dtype=torch_dtype)
+            actions = torch.as_tensor(batch["actions"], dtype=torch_dtype)
+            optimizer.zero_grad()
+            model.loss(obs, actions).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+    else:
+        holder = {"state": init_train_state(config)}
+        numpy_step = make_train_step(config)
+
+        def step_fn(step):
+            holder["state"], _ = numpy_step(holder["state"])
+    times = []
+    for step in range(3 + args.steps):
+        start = time.perf_counter()
+        step_fn(step)
+        times.append(1000 * (time.perf_counter() - start))
+    return times[3:]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per side per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--side", choices=("torch", "rssm_np"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype)
-    torch_dtype = torch.float32 if args.dtype == "float32" else torch.float64
-    model = TorchRSSM(config).to(torch_dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-
-    def torch_step(step):
-        batch = training_batch(config, step)
-        obs = torch.as_tensor(batch["obs"], dtype=torch_dtype)
-        actions = torch.as_tensor(batch["actions"], dtype=torch_dtype)
-        optimizer.zero_grad()
-        loss = model.loss(obs, actions)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-
-    state = init_train_state(config)
-    numpy_step = make_train_step(config)
-    for step in range(3):
-        torch_step(step)
-        state, _ = numpy_step(state)
-    torch_times, numpy_times = [], []
-    for step in range(args.steps):
-        start = time.perf_counter()
-        torch_step(step)
-        torch_times.append(1000 * (time.perf_counter() - start))
-        start = time.perf_counter()
-        state, _ = numpy_step(state)
-        numpy_times.append(1000 * (time.perf_counter() - start))
-    result = {"rssm_np_ms": round(float(np.median(numpy_times)), 2), "torch_ms": round(float(np.median(torch_times)), 2),
-              "ratio_rssm_np_over_torch": round(float(np.median(numpy_times) / np.median(torch_times)), 3),
-              "batch": args.batch, "seq_len": args.seq_len, "dtype": args.dtype, "threads": args.threads,
-              "torch": torch.__version__, "steps_timed": args.steps}
-    print(json.dumps(result))
+    if args.side:
+        print(json.dumps(time_side(args.side, args)))
+        return
+    import subprocess
+    times = {"rssm_np": [], "torch": []}
+    for _ in range(args.rounds):
+        for side in ("rssm_np", "torch"):
+            command = [sys.executable, os.path.abspath(__file__), "--side", side] + sys.argv[1:]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            times[side] += json.loads(output.strip().splitlines()[-1])
+    numpy_ms, torch_ms = float(np.median(times["rssm_np"])), float(np.median(times["torch"]))
+    print(json.dumps({"rssm_np_ms": round(numpy_ms, 2), "torch_ms": round(torch_ms, 2),
+                      "ratio_rssm_np_over_torch": round(numpy_ms / torch_ms, 3),
+                      "batch": args.batch, "seq_len": args.seq_len, "dtype": args.dtype, "threads": args.threads,
+                      "torch": torch.__version__, "steps_timed_per_side": len(times["torch"])}))
 
 
 if __name__ == "__main__":
