@@ -22,8 +22,9 @@ from rssm_np.checkpoint import load_train_state, save
 from rssm_np.evaluate import CONTEXT, centroid, eval_dataset, evaluate, filtered_frames, pixel_error
 from rssm_np.model import predict
 from rssm_np.train import init_train_state, train
+from rssm_np.world import render, step_state
 
-DEFAULT_STEPS = 3000
+DEFAULT_STEPS = 5000
 
 
 def positive_int(text):
@@ -78,16 +79,14 @@ def parse_args(argv=None):
 class Progress:
     """One fixed-width line every N steps: step | loss | recon | kl | ms/step | eta."""
 
-    def __init__(self, total_steps, seconds, every, start_step):
+    def __init__(self, total_steps, seconds, every):
         self.total_steps, self.seconds, self.every = total_steps, seconds, every
-        self.start_step = start_step
         print(f"{'step':>7} | {'loss':>8} | {'recon':>8} | {'kl':>6} | {'ms/step':>7} | {'eta':>6}")
 
     def __call__(self, state, stats, elapsed):
         step = state["step"]
         if step % self.every and step != self.total_steps:
             return False
-        done = step - self.start_step
         recent = [h["ms"] for h in state["history"][-self.every:]]
         ms = float(np.median(recent))
         remaining = []
@@ -95,9 +94,9 @@ class Progress:
             remaining.append((self.total_steps - step) * ms / 1000)
         if self.seconds is not None:
             remaining.append(self.seconds - elapsed)
-        eta = max(0.0, min(remaining)) if done else float("nan")
+        eta = int(round(max(0.0, min(remaining))))
         print(f"{step:7d} | {stats['loss']:8.3f} | {stats['recon']:8.3f} | {stats['kl']:6.3f} | "
-              f"{ms:7.1f} | {eta // 60:3.0f}m{eta % 60:02.0f}s", flush=True)
+              f"{ms:7.1f} | {eta // 60:3d}m{eta % 60:02d}s", flush=True)
         return False
 
 
@@ -112,7 +111,8 @@ def write_figures(out, params, config, history):
     paths.append(plots.reconstructions(os.path.join(out, "reconstructions.png"), data["obs"][:3], recon))
     horizon = data["obs"].shape[1] - CONTEXT
     imagined = predict(params, config, data["obs"][:, :CONTEXT], data["actions"][:, :-1], horizon=horizon)
-    paths.append(plots.open_loop(os.path.join(out, "open_loop.png"), data["obs"][:3], imagined[:3], CONTEXT))
+    context_recon, _ = filtered_frames(params, config, data["obs"][:3, :CONTEXT], data["actions"][:3, :CONTEXT])
+    paths.append(plots.open_loop(os.path.join(out, "open_loop.png"), data["obs"][:3], imagined[:3], context_recon))
     from rssm_np.evaluate import baseline_paths
     truth = data["states"][:, CONTEXT:, :2]
     curves = {"RSSM": pixel_error(centroid(imagined), truth).mean(axis=0)}
@@ -120,6 +120,80 @@ def write_figures(out, params, config, history):
         curves[name] = pixel_error(path, truth).mean(axis=0)
     paths.append(plots.error_by_horizon(os.path.join(out, "error_by_horizon.png"), curves))
     return paths
+
+
+def pick_occluded_sequence(data, length=30):
+    """The held-out sequence (and window) where the dot stays hidden longest, for the belief figure."""
+    best = (-1, 0, 0)
+    for b in range(data["visible"].shape[0]):
+        run = 0
+        for t in range(data["visible"].shape[1]):
+            run = run + 1 if not data["visible"][b, t] else 0
+            if run > best[0] and t >= 5:
+                best = (run, b, t)
+    _, b, end = best
+    start = int(np.clip(end - length + 8, 0, data["visible"].shape[1] - length))
+    return b, start, start + length
+
+
+def write_belief_figures(out, params, config, metrics):
+    """Figures of the belief: occlusion, sampled futures, two action sequences, KL per dim, a GIF."""
+    from rssm_np import beliefs, plots
+    from rssm_np.model import decode, unpack
+    from rssm_np.layers import sigmoid
+    paths = []
+    data = make_dataset(16, 50, size=config.image_size, seed=beliefs.BELIEF_SEED, occlusion=True,
+                        control=config.control, boundary=config.boundary)
+    b, start, end = pick_occluded_sequence(data)
+    frames, post = filtered_frames(params, config, data["obs"][b:b + 1, :end], data["actions"][b:b + 1, :end])
+    # Sample z ~ q(z_t | h_t, x_t) 32 times per frame and decode each: the spread is the belief.
+    rng = np.random.default_rng(0)
+    deter = np.asarray(post["deter"])[0]                                       # (T, H)
+    mean, std = np.asarray(post["post_mean"])[0], np.asarray(post["post_std"])[0]
+    stoch = mean[:, None] + std[:, None] * rng.standard_normal((end, 32, config.stoch_size)).astype(std.dtype)
+    logits = decode(unpack(params), np.repeat(deter, 32, axis=0), stoch.reshape(end * 32, -1))
+    sample_xy = centroid(np.asarray(sigmoid(logits)).reshape(end, 32, config.image_size, config.image_size))
+    window = slice(start, end)
+    paths.append(plots.belief_through_occlusion(
+        os.path.join(out, "belief_occlusion.png"), render_truth(data, b)[window], data["obs"][b, window],
+        frames[0, window], data["states"][b, window, :2], sample_xy[window], ~data["visible"][b, window]))
+
+    fan_data = make_dataset(6, CONTEXT + 20, size=config.image_size, seed=beliefs.BELIEF_SEED + 5,
+                            control=config.control, boundary=config.boundary)
+    samples = beliefs.sampled_futures(params, config, fan_data, samples=32, horizon=20)
+    paths.append(plots.future_fan(os.path.join(out, "future_fan.png"), fan_data["obs"][:, CONTEXT - 1],
+                                  samples, fan_data["states"][:, CONTEXT:, :2]))
+
+    if config.control:
+        two = make_dataset(1, CONTEXT, size=config.image_size, seed=beliefs.BELIEF_SEED + 6, control=True,
+                           boundary=config.boundary)
+        rollouts = []
+        for push in (np.array([1.0, 0.0]), np.array([-0.5, 1.0])):
+            future = np.tile(push, (1, 16, 1)).astype(np.float32)
+            actions = np.concatenate([two["actions"][:, :CONTEXT - 1], future], axis=1)
+            imagined = predict(params, config, two["obs"], actions, horizon=16)[0]
+            state, path = two["states"][:, -1].astype(np.float64), []
+            for k in range(16):
+                state = step_state(state, future[:, k], config.image_size, config.boundary)
+                path.append(state[0, :2])
+            rollouts.append((imagined, np.array(path)))
+        paths.append(plots.two_action_sequences(os.path.join(out, "two_actions.png"), rollouts[0][0],
+                                                rollouts[1][0], rollouts[0][1], rollouts[1][1]))
+
+    paths.append(plots.kl_per_dimension(os.path.join(out, "kl_per_dim.png"), np.array(metrics["kl_per_dim"]),
+                                        beliefs.ACTIVE_NATS))
+    held_out = eval_dataset(config)
+    imagined = predict(params, config, held_out["obs"][:1, :CONTEXT], held_out["actions"][:1, :-1],
+                       horizon=held_out["obs"].shape[1] - CONTEXT)
+    seen, _ = filtered_frames(params, config, held_out["obs"][:1, :CONTEXT], held_out["actions"][:1, :CONTEXT])
+    paths.append(plots.imagination_gif(os.path.join(out, "imagination.gif"), held_out["obs"][0],
+                                       np.concatenate([seen[0], imagined[0]], axis=0), CONTEXT))
+    return paths
+
+
+def render_truth(data, b):
+    """The frames of sequence b without occluders: what the camera would show with nothing in the way."""
+    return render(data["states"][b, :, :2], data["obs"].shape[-1])
 
 
 def results_table(metrics):
@@ -147,7 +221,9 @@ def main(argv=None):
         config = Config(seed=args.seed)
         state = init_train_state(config)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")
-    progress = Progress(args.steps, None if args.minutes is None else 60 * args.minutes, args.print_every, state["step"])
+    print(f"training on the {config.image_size}x{config.image_size} dot world "
+          f"(batch {config.batch_size}, sequences of {config.seq_len}); Ctrl-C saves and stops")
+    progress = Progress(args.steps, None if args.minutes is None else 60 * args.minutes, args.print_every)
     last_saved = {"step": None}
 
     def on_step(current, stats, elapsed):
@@ -156,8 +232,6 @@ def main(argv=None):
             last_saved["step"] = current["step"]
         return progress(current, stats, elapsed)
 
-    print(f"training on the {config.image_size}x{config.image_size} dot world "
-          f"(batch {config.batch_size}, sequences of {config.seq_len}); Ctrl-C saves and stops")
     start = time.perf_counter()
     holder = {"state": state}
 

@@ -31,17 +31,26 @@ def sample_gaussian(mean, std, eps):
     return mean + std * eps
 
 
+def kl_gaussian_per_dim(mean_q, std_q, mean_p, std_p):
+    """KL(q_i || p_i) = log(s_p/s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2, per dimension i.
+
+    all (B, Z) -> (B, Z), in nats. The per-dimension view shows which latent dimensions carry
+    information (posterior collapse: a dimension whose KL is ~0 everywhere is unused).
+    """
+    std_ratio = std_q / std_p
+    mean_diff = (mean_q - mean_p) / std_p
+    var_ratio = std_ratio * std_ratio                        # x * x, not x ** 2: autograd's
+    mean_term = mean_diff * mean_diff                        # power backward promotes to float64
+    return 0.5 * (var_ratio + mean_term - 1.0 - np.log(var_ratio))
+
+
 def kl_gaussian(mean_q, std_q, mean_p, std_p):
     """KL(q || p) = sum_i log(s_p/s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2.
 
     The closed form for two diagonal Gaussians, summed over the Z dimensions.
     all (B, Z) -> (B,), in nats; zero exactly when q = p and positive otherwise.
     """
-    std_ratio = std_q / std_p
-    mean_diff = (mean_q - mean_p) / std_p
-    var_ratio = std_ratio * std_ratio                        # x * x, not x ** 2: autograd's
-    mean_term = mean_diff * mean_diff                        # power backward promotes to float64
-    return 0.5 * np.sum(var_ratio + mean_term - 1.0 - np.log(var_ratio), axis=-1)
+    return np.sum(kl_gaussian_per_dim(mean_q, std_q, mean_p, std_p), axis=-1)
 
 
 @primitive

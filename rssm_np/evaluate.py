@@ -67,7 +67,8 @@ def error_summary(errors, prefix=""):
     """(B, K) errors -> {prefix + 'open_loop_px_error': mean, ... '_at': {horizon: mean}}."""
     return {
         f"{prefix}open_loop_px_error": float(errors.mean()),
-        f"{prefix}open_loop_px_error_at": {str(h): float(errors[:, h - 1].mean()) for h in HORIZONS},
+        f"{prefix}open_loop_px_error_at": {str(h): float(errors[:, h - 1].mean())
+                                           for h in HORIZONS if h <= errors.shape[1]},
     }
 
 

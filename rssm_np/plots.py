@@ -70,21 +70,23 @@ def reconstructions(path, obs, recon, frames=12):
     return path
 
 
-def open_loop(path, truth, imagined, context, every=4):
-    """Open-loop imagination against the truth: truth / imagined / |error| rows per sequence.
+def open_loop(path, truth, imagined, filtered, every=4):
+    """Open-loop imagination against the truth: truth / model / |error| rows per sequence.
 
-    truth (N, C+K, S, S) the real frames; imagined (N, K, S, S) from predict(); the first C
-    columns are context frames the model saw (marked green), the rest it imagined blind.
+    truth (N, C+K, S, S) the real frames; imagined (N, K, S, S) from predict(); filtered
+    (N, C, S, S) the decoded posterior on the C context frames the model saw (marked green);
+    after them the model imagines blind.
     """
+    context = filtered.shape[1]
     rows = min(3, truth.shape[0])
     horizon = imagined.shape[1]
     shown = list(range(0, context, max(1, context // 3))) + list(range(context, context + horizon, every))
     fig, axes = plt.subplots(3 * rows, len(shown), figsize=(1.05 * len(shown), 3.3 * rows), squeeze=False)
     for i in range(rows):
-        full_imagined = np.concatenate([truth[i, :context], imagined[i]], axis=0)
+        full_imagined = np.concatenate([filtered[i], imagined[i]], axis=0)
         error = np.abs(full_imagined - truth[i])
         _frame_row(axes[3 * i], truth[i, shown], f"truth {i}")
-        _frame_row(axes[3 * i + 1], full_imagined[shown], "imagined")
+        _frame_row(axes[3 * i + 1], full_imagined[shown], "model")
         _frame_row(axes[3 * i + 2], error[shown], "|error|", cmap="magma")
         for j, t in enumerate(shown):
             if t < context:
@@ -118,5 +120,137 @@ def error_by_horizon(path, curves):
     ax.set_title("Open-loop error on held-out sequences")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def belief_through_occlusion(path, truth, seen, belief, true_xy, sample_xy, hidden, every=2):
+    """The belief while the dot is hidden: images on top, the sampled belief's spread below.
+
+    truth, seen, belief (T, S, S): the true frame, what the model saw, the decoded posterior;
+    true_xy (T, 2); sample_xy (T, K, 2) centroids of frames decoded from z ~ q(z_t | h_t, x_t);
+    hidden (T,) bool. The spread should widen while the dot is hidden and collapse when it returns.
+    """
+    steps = truth.shape[0]
+    shown = list(range(0, steps, every))
+    fig = plt.figure(figsize=(1.0 * len(shown), 7.2))
+    grid = fig.add_gridspec(5, len(shown), height_ratios=[1, 1, 1, 1.6, 1.6])
+    for row, (frames, label) in enumerate(((truth, "truth"), (seen, "seen"), (belief, "belief"))):
+        axes = [fig.add_subplot(grid[row, j]) for j in range(len(shown))]
+        _frame_row(axes, frames[shown], label)
+        for ax, t in zip(axes, shown):
+            if hidden[t]:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("orangered")
+                    spine.set_linewidth(2)
+            if row == 0:
+                ax.set_title(f"t={t}", fontsize=7)
+    times = np.arange(steps)
+    for row, (axis, name) in enumerate(((0, "x"), (1, "y"))):
+        ax = fig.add_subplot(grid[3 + row, :])
+        low, high = np.percentile(sample_xy[..., axis], [5, 95], axis=1)
+        ax.fill_between(times, low, high, color="C0", alpha=0.3, label="belief: 5-95% of sampled centroids")
+        ax.plot(times, np.median(sample_xy[..., axis], axis=1), color="C0", linewidth=1)
+        ax.plot(times, true_xy[:, axis], color="black", linestyle="--", label="true position")
+        for t in times[hidden]:
+            ax.axvspan(t - 0.5, t + 0.5, color="orangered", alpha=0.12, linewidth=0)
+        ax.set_ylabel(f"{name} (px)")
+        ax.set_xlim(-0.5, steps - 0.5)
+        if row == 0:
+            ax.legend(fontsize=7, loc="upper right")
+            ax.set_title("red: the dot is hidden from the model", fontsize=9)
+        else:
+            ax.set_xlabel("frame")
+    fig.suptitle("Belief through an occlusion")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def future_fan(path, last_frame, sample_paths, true_path, rows=2, cols=3):
+    """A fan of sampled futures per sequence: K imagined centroid paths over the last seen frame.
+
+    last_frame (B, S, S); sample_paths (B, K, N, 2); true_path (B, N, 2).
+    """
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), squeeze=False)
+    size = last_frame.shape[-1]
+    for i, ax in enumerate(axes.ravel()):
+        ax.imshow(last_frame[i], cmap="gray", vmin=0, vmax=1, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+        for k in range(sample_paths.shape[1]):
+            ax.plot(sample_paths[i, k, :, 0], sample_paths[i, k, :, 1], color="C1", alpha=0.25, linewidth=0.8)
+        ax.plot(true_path[i, :, 0], true_path[i, :, 1], color="cyan", linewidth=1.8, label="truth")
+        ax.plot(true_path[i, -1, 0], true_path[i, -1, 1], "o", color="cyan", markersize=4)
+        ax.set_xlim(-0.5, size - 0.5)
+        ax.set_ylim(size - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{sample_paths.shape[1]} sampled futures (orange) of {sample_paths.shape[2]} steps vs the truth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def two_action_sequences(path, frames_a, frames_b, true_a, true_b, every=2):
+    """The same filtered start imagined under two action sequences, truth marked with a cross.
+
+    frames_a, frames_b (N, S, S); true_a, true_b (N, 2).
+    """
+    shown = list(range(0, frames_a.shape[0], every))
+    fig, axes = plt.subplots(2, len(shown), figsize=(1.1 * len(shown), 2.6), squeeze=False)
+    for row, (frames, true, label) in enumerate(((frames_a, true_a, "actions A"), (frames_b, true_b, "actions B"))):
+        _frame_row(axes[row], frames[shown], label)
+        for ax, t in zip(axes[row], shown):
+            ax.plot(true[t, 0], true[t, 1], "+", color="cyan", markersize=7)
+    for j, t in enumerate(shown):
+        axes[0, j].set_title(f"+{t + 1}", fontsize=8)
+    fig.suptitle("Same start, two action sequences: imagination follows the actions (+ = truth)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def kl_per_dimension(path, kl_per_dim, active_nats):
+    """Mean KL(q || p) per latent dimension: dimensions near 0 are unused (posterior collapse)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    colours = ["C0" if v > active_nats else "0.7" for v in kl_per_dim]
+    ax.bar(np.arange(len(kl_per_dim)), kl_per_dim, color=colours)
+    ax.axhline(active_nats, color="black", linestyle=":", linewidth=1, label=f"active above {active_nats} nats")
+    ax.set_xlabel("latent dimension of z")
+    ax.set_ylabel("mean KL (nats)")
+    ax.set_title("Which latent dimensions carry information")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def imagination_gif(path, truth, model_frames, context, fps=6):
+    """An animated GIF, truth beside the model: filtered while it sees, imagined after.
+
+    truth, model_frames (T, S, S); the first `context` model frames are filtered, the rest imagined.
+    """
+    from matplotlib.animation import FuncAnimation, PillowWriter
+    fig, (left, right) = plt.subplots(1, 2, figsize=(4.4, 2.5))
+    images = []
+    for ax, frames, title in ((left, truth, "truth"), (right, model_frames, "model")):
+        images.append(ax.imshow(frames[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest"))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=9)
+    caption = fig.text(0.5, 0.03, "", ha="center", fontsize=8)
+
+    def draw(t):
+        images[0].set_data(truth[t])
+        images[1].set_data(model_frames[t])
+        caption.set_text(f"frame {t}: " + ("seeing (filtering)" if t < context else f"imagining, {t - context + 1} steps blind"))
+        return images + [caption]
+
+    animation = FuncAnimation(fig, draw, frames=truth.shape[0], blit=False)
+    animation.save(path, writer=PillowWriter(fps=fps))
     plt.close(fig)
     return path
