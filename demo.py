@@ -1,6 +1,7 @@
 """Train an RSSM on the moving-dot world, evaluate it, and draw what it learned.
 
-    python demo.py                     # defaults: a few minutes on a laptop CPU
+    python demo.py                     # defaults: occluders and actions on, a few minutes on a laptop CPU
+    python demo.py --no-occlusion --no-control   # the plain bouncing dot
     python demo.py --steps 500         # shorter
     python demo.py --minutes 10        # train for a wall-clock budget instead of a step count
     python demo.py --resume runs/demo/model.npz --steps 6000   # continue a run to 6000 steps
@@ -17,11 +18,11 @@ import time
 
 import numpy as np
 
-from rssm_np import Config, make_dataset
+from rssm_np import Config, beliefs, make_dataset
 from rssm_np.checkpoint import load_train_state, save
 from rssm_np.evaluate import CONTEXT, centroid, eval_dataset, evaluate, filtered_frames, pixel_error
 from rssm_np.model import predict
-from rssm_np.train import init_train_state, train
+from rssm_np.training import init_train_state, train
 from rssm_np.world import render, step_state
 
 DEFAULT_STEPS = 5000
@@ -64,15 +65,32 @@ def parse_args(argv=None):
     parser.add_argument("--minutes", type=positive_float, default=None,
                         help="train for this many minutes of wall clock instead (stops at --steps if both are given)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights, data and noise (default 0)")
+    parser.add_argument("--occlusion", action=argparse.BooleanOptionalAction, default=True,
+                        help="train with occluders hiding the dot (default on)")
+    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                        help="train with random actions pushing the dot (default on)")
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=500,
-                        help="write out/checkpoint.npz every N steps (default 500)")
+                        help="write OUT/checkpoint.npz every N steps (default 500)")
     parser.add_argument("--resume", default=None, metavar="PATH",
-                        help="continue from a model.npz or checkpoint.npz this demo wrote")
-    parser.add_argument("--print-every", type=positive_int, default=100, help="progress line every N steps")
+                        help="continue from a model.npz or checkpoint.npz this demo wrote (its config and seed are used)")
+    parser.add_argument("--print-every", type=positive_int, default=100, help="progress line every N steps (default 100)")
+    parser.add_argument("--no-eval", action="store_true", help="train and save only: skip evaluation and figures")
     args = parser.parse_args(argv)
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
+    if args.resume is not None:
+        try:
+            args.resumed = load_train_state(args.resume)
+        except (OSError, ValueError, TypeError) as error:
+            parser.error(f"--resume {args.resume!r}: {error}")
+        if args.resumed[2] is None:
+            parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
+        if args.steps is not None and args.resumed[2]["step"] >= args.steps:
+            parser.error(f"--steps {args.steps} counts total steps, but {args.resume!r} is already at step "
+                         f"{args.resumed[2]['step']}; ask for more")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out!r} exists and is not a folder")
     return args
 
 
@@ -205,6 +223,18 @@ def results_table(metrics):
         lines.append(f"{label:<27} | {at['1']:6.2f} | {at['10']:6.2f} | {at['20']:6.2f} | {at['40']:6.2f} | "
                      f"{metrics[f'{prefix}open_loop_px_error']:6.2f}")
     lines.append(f"filtered reconstruction error: {metrics['recon_px_error']:.2f} px")
+    if "coverage90" in metrics:
+        lines.append("")
+        lines.append(f"{'belief':<44} | {'value':>7}")
+        for label, key in (("dot hidden: belief error (px)", "occluded_px_error"),
+                           ("dot hidden: last-seen + velocity baseline (px)", "baseline_occluded_const_velocity_px_error"),
+                           ("posterior std hidden / visible", "occluded_std_ratio"),
+                           ("90% region of 32 sampled futures: coverage", "coverage90"),
+                           ("imagination follows actions (correlation)", "action_response"),
+                           ("open loop with random actions (px)", "controlled_open_loop_px_error"),
+                           ("linear probe R^2 of (x, y, vx, vy)", "probe_r2")):
+            lines.append(f"{label:<44} | {metrics[key]:7.3f}")
+        lines.append(f"{'active latent dimensions (KL > 0.1 nats)':<44} | {metrics['active_dims']:7d}")
     lines.append(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
     return "\n".join(lines)
 
@@ -213,16 +243,16 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.resume is not None:
-        _, config, state = load_train_state(args.resume)
-        if state is None:
-            sys.exit(f"error: --resume {args.resume!r} holds a model but no training state to resume from")
+        _, config, state = args.resumed
         print(f"resuming from {args.resume} at step {state['step']}")
     else:
-        config = Config(seed=args.seed)
+        config = Config(seed=args.seed, occlusion=args.occlusion, control=args.control)
         state = init_train_state(config)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")
-    print(f"training on the {config.image_size}x{config.image_size} dot world "
-          f"(batch {config.batch_size}, sequences of {config.seq_len}); Ctrl-C saves and stops")
+    world = [name for name, on in (("occluders", config.occlusion), ("actions", config.control)) if on]
+    print(f"training on the {config.image_size}x{config.image_size} dot world"
+          f"{' with ' + ' and '.join(world) if world else ''} (batch {config.batch_size}, "
+          f"sequences of {config.seq_len}); Ctrl-C saves and stops")
     progress = Progress(args.steps, None if args.minutes is None else 60 * args.minutes, args.print_every)
     last_saved = {"step": None}
 
@@ -249,16 +279,21 @@ def main(argv=None):
               f"continue with: python demo.py --resume {checkpoint_path}")
         return 130
     except FloatingPointError as error:
+        # A non-finite model is never saved: the files on disk are the last good ones.
         where = f"last good checkpoint: {checkpoint_path} (step {last_saved['step']})" if last_saved["step"] else \
-            "no checkpoint was written yet"
+            "no checkpoint was written in this run"
         print(f"error: {error}; {where}", file=sys.stderr)
         return 1
     train_seconds = time.perf_counter() - start
     params = state["params"]
     model_path = save(os.path.join(args.out, "model.npz"), params, config, state)
+    if args.no_eval:
+        print(f"trained to step {state['step']}; wrote {model_path}")
+        return 0
 
-    print("evaluating on 64 held-out sequences ...", flush=True)
+    print("evaluating on held-out sequences ...", flush=True)
     metrics = evaluate(params, config)
+    metrics.update(beliefs.belief_metrics(params, config))
     metrics["steps"] = state["step"]
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["ms_per_step"] = round(float(np.median([h["ms"] for h in state["history"][-200:]])), 1)
@@ -268,6 +303,7 @@ def main(argv=None):
         json.dump(metrics, file, indent=2)
     os.replace(metrics_path + ".tmp", metrics_path)
     figures = write_figures(args.out, params, config, state["history"])
+    figures += write_belief_figures(args.out, params, config, metrics)
 
     print()
     print(results_table(metrics))

@@ -45,7 +45,7 @@ def traced_primitives(config):
     import autograd.core as core
     from autograd import grad
     from .model import init_params, loss
-    from .train import training_batch
+    from .training import training_batch
     counter = {"n": 0}
     original = core.VJPNode.__init__
 
@@ -70,7 +70,7 @@ def peak_rss_mb():
 def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3):
     """Median, min and max ms of the full train step, after `warmup` untimed steps."""
     from .config import Config
-    from .train import init_train_state, make_train_step
+    from .training import init_train_state, make_train_step
     config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused)
     state = init_train_state(config)
     train_step = make_train_step(config)

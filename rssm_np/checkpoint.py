@@ -127,7 +127,7 @@ def load(path):
 
 def load_train_state(path):
     """Read (params, config, train_state) for resuming; train_state is None if none was saved."""
-    from .train import tree_leaves
+    from .training import tree_leaves
     params, config = load(path)
     arrays = _read(path)
     if _TRAIN_PREFIX + "step" not in arrays:

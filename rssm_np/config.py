@@ -26,7 +26,8 @@ class Config:
     # --- training ---
     batch_size: int = 16          # B: sequences per step
     seq_len: int = 32             # T: frames per training sequence
-    learning_rate: float = 3e-3   # Adam step size
+    learning_rate: float = 3e-3   # Adam step size at step 0
+    lr_half_life: int = 0         # steps over which the step size halves (0: constant); see training.learning_rate_at
     grad_clip: float = 100.0      # clip the global gradient norm to this
     dtype: str = "float32"        # training precision; gradient checks use float64
     fused: bool = True            # filter with fused.filter_sequence (hand-written backward); False: plain autograd
@@ -54,6 +55,7 @@ def check_config(config):
         validate.check_int(f"config.{name}", getattr(config, name))
     validate.check_int("config.image_size", config.image_size, minimum=8)
     validate.check_int("config.seed", config.seed, minimum=0)
+    validate.check_int("config.lr_half_life", config.lr_half_life, minimum=0)
     for name in ("occlusion", "control", "masked_likelihood", "fused"):
         if not isinstance(getattr(config, name), bool):
             raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")

@@ -39,7 +39,7 @@ Shapes: B batch, T time, H deter, Z stoch, U hidden size of the posterior, 3H ga
 import numpy as onp
 from autograd.extend import defvjp_argnums, primitive
 
-from .layers import LAYER_NORM_EPS
+from .layers import LAYER_NORM_EPS, softplus
 
 
 def _sigmoid(x):
@@ -126,7 +126,7 @@ def _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
         hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))  # elu
         out = hidden @ w_out + b_out                                      # (B, 2Z)
         mean, raw_std = out[:, :size], out[:, size:]
-        std = onp.logaddexp(0.0, raw_std) + min_std                       # (B, Z)
+        std = softplus(raw_std) + min_std                                 # (B, Z)
         stoch = mean + std * eps[:, t]                                    # (B, Z)
         outputs.append(onp.concatenate([deter, stoch, mean, std], axis=-1))
         tape.append((gru_in, gate_saved, deter, hidden_pre, hidden, raw_std))

@@ -245,17 +245,28 @@ def free_nats_kl(kl, free_nats):
 
 
 def loss(params, batch, config, seed=0, stats=None):
+    """The training loss: negative_elbo, after checking the arguments.
+
+    batch: dict with obs (B, T, S, S) in [0, 1] and actions (B, T, A), as from make_dataset, and
+    optionally mask (B, T, S, S) for the masked likelihood; seed (int or tuple of ints) fixes the
+    sampling noise. Differentiable by autograd with respect to params.
+    """
+    from .validate import check_batch, check_params, check_seed
+    check_params(params, config)
+    check_batch(batch, config)
+    check_seed("seed", seed)
+    return negative_elbo(params, batch, config, seed, stats)
+
+
+def negative_elbo(params, batch, config, seed=0, stats=None):
     """The negative ELBO per time step, averaged over batch and time:
 
         L = mean_{b,t} [ -log p(x_t | h_t, z_t) ] + kl_scale * max(mean_{b,t} KL(q || p), free_nats)
 
-    batch: dict with obs (B, T, S, S) and actions (B, T, A), as from make_dataset, and optionally
-    mask (B, T, S, S) for the masked likelihood. seed fixes the sampling noise. If `stats` is a
+    Unchecked (the training loop feeds it batches it made itself); see loss(). If `stats` is a
     dict, the plain values of the terms are written into it for logging (nothing is traced).
     """
     from autograd.tracer import getval
-    from .validate import check_batch
-    check_batch(batch, config)
     dtype = config.dtype
     obs = onp.asarray(batch["obs"], dtype=dtype)
     actions = onp.asarray(batch["actions"], dtype=dtype)
@@ -306,7 +317,9 @@ def predict(params, config, obs, actions=None, horizon=10, *, seed=0, samples=No
     sigmoid(logits) in [0, 1]: (B, horizon, S, S) along the prior *mean* path when samples is
     None, or (B, samples, horizon, S, S) with z sampled from the prior at every imagined step.
     """
-    from .validate import check_predict_args
+    from .validate import check_params, check_predict_args, check_seed
+    check_params(params, config)
+    check_seed("seed", seed)
     obs, actions, horizon = check_predict_args(config, obs, actions, horizon, samples)
     dtype = params["gru"]["w"].dtype
     n_batch, context, size = obs.shape[:3]

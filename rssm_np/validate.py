@@ -127,3 +127,34 @@ def check_predict_args(config, obs, actions, horizon, samples):
             raise ValueError(f"actions must have shape (B, C + horizon - 1, {config.action_size}) = {expected} "
                              f"for obs {obs.shape} and horizon {horizon}, got {actions.shape}")
     return obs, actions, horizon
+
+
+def check_params(params, config):
+    """params must be the nested dict init_params(config) builds (checked on the arrays that fix
+    every size: the encoder's input, the GRU, the posterior and the decoder's output)."""
+    from autograd.builtins import DictBox
+    from .config import Config
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a rssm_np.Config, got {_describe(config)}")
+    if not isinstance(params, (dict, DictBox)):
+        raise TypeError(f"params must be the dict from init_params(config), got {_describe(params)}")
+    missing = [key for key in ("encoder", "gru", "prior", "posterior", "decoder") if key not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected the dict from init_params(config)")
+    c = config
+    pixels, hidden = c.image_size ** 2, c.hidden_size
+    expected = [
+        ("params['encoder'][0]['w']", lambda p: p["encoder"][0]["w"], (pixels, hidden)),
+        ("params['gru']['w']", lambda p: p["gru"]["w"], (c.deter_size + c.stoch_size + c.action_size, 3 * c.deter_size)),
+        ("params['posterior']['w_embed']", lambda p: p["posterior"]["w_embed"], (c.embed_size, hidden)),
+        ("params['prior'][-1]['w']", lambda p: p["prior"][-1]["w"], (hidden, 2 * c.stoch_size)),
+        ("params['decoder'][-1]['w']", lambda p: p["decoder"][-1]["w"], (hidden, pixels)),
+    ]
+    for name, get, shape in expected:
+        try:
+            got = tuple(get(params).shape)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ValueError(f"{name} is missing; expected the dict from init_params(config)") from None
+        if got != shape:
+            raise ValueError(f"{name} has shape {got}, but the config builds {shape}: "
+                             f"these params were made for a different Config")

@@ -5,7 +5,7 @@ import pytest
 
 from rssm_np import Config, make_dataset
 from rssm_np.evaluate import EVAL_SEED, evaluate
-from rssm_np.train import train
+from rssm_np.training import train
 
 SMALL_WORLD = dict(image_size=16, deter_size=32, stoch_size=8, hidden_size=64, embed_size=32,
                    batch_size=16, seq_len=20, seed=0)

@@ -27,7 +27,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from rssm_np import Config  # noqa: E402
-from rssm_np.train import init_train_state, make_train_step, training_batch  # noqa: E402
+from rssm_np.training import init_train_state, make_train_step, training_batch  # noqa: E402
 
 
 class TorchRSSM(nn.Module):

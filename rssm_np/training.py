@@ -14,7 +14,7 @@ import numpy as np
 from autograd import value_and_grad
 
 from .adam import adam_step, clip_by_global_norm, init_adam
-from .model import init_params, loss
+from .model import init_params, negative_elbo
 from .world import make_dataset
 
 
@@ -73,6 +73,17 @@ def init_train_state(config):
     return {"params": params, "adam": init_adam(tree_leaves(params)), "step": 0, "history": []}
 
 
+def learning_rate_at(config, step):
+    """lr_k = lr * 0.5^(k / half_life): big steps early to learn fast, small ones late to settle.
+
+    It depends on the step alone (not on a planned total), so a run resumed at step k, or one
+    given a wall-clock budget, follows the same schedule.
+    """
+    if config.lr_half_life == 0:
+        return config.learning_rate
+    return config.learning_rate * 0.5 ** (step / config.lr_half_life)
+
+
 def make_train_step(config):
     """Build train_step(state) -> (state, stats) for this config.
 
@@ -82,7 +93,7 @@ def make_train_step(config):
     def objective(leaves, template, batch, seed, stats):
         # autograd differentiates with respect to a flat list of arrays: every lookup in a traced
         # nested dict costs a traced call whose backward rebuilds zero-filled copies of the dict.
-        return loss(tree_rebuild(template, leaves), batch, config, seed=seed, stats=stats)
+        return negative_elbo(tree_rebuild(template, leaves), batch, config, seed=seed, stats=stats)
 
     loss_and_grad = value_and_grad(objective)
 
@@ -96,7 +107,7 @@ def make_train_step(config):
         stats["finite"] = bool(np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]))
         if not stats["finite"]:
             return state, stats
-        leaves, adam = adam_step(leaves, grads, state["adam"], config.learning_rate)
+        leaves, adam = adam_step(leaves, grads, state["adam"], learning_rate_at(config, step))
         params = tree_rebuild(state["params"], leaves)
         return {"params": params, "adam": adam, "step": step + 1, "history": state["history"]}, stats
 
