@@ -25,7 +25,7 @@ from rssm_np.model import predict
 from rssm_np.training import init_train_state, train
 from rssm_np.world import render, step_state
 
-DEFAULT_STEPS = 5000
+DEFAULT_STEPS = 4500
 
 
 def positive_int(text):
@@ -225,7 +225,7 @@ def results_table(metrics):
     lines.append(f"filtered reconstruction error: {metrics['recon_px_error']:.2f} px")
     if "coverage90" in metrics:
         lines.append("")
-        lines.append(f"{'belief':<44} | {'value':>7}")
+        lines.append(f"{'belief':<47} | {'value':>7}")
         for label, key in (("dot hidden: belief error (px)", "occluded_px_error"),
                            ("dot hidden: last-seen + velocity baseline (px)", "baseline_occluded_const_velocity_px_error"),
                            ("posterior std hidden / visible", "occluded_std_ratio"),
@@ -233,8 +233,8 @@ def results_table(metrics):
                            ("imagination follows actions (correlation)", "action_response"),
                            ("open loop with random actions (px)", "controlled_open_loop_px_error"),
                            ("linear probe R^2 of (x, y, vx, vy)", "probe_r2")):
-            lines.append(f"{label:<44} | {metrics[key]:7.3f}")
-        lines.append(f"{'active latent dimensions (KL > 0.1 nats)':<44} | {metrics['active_dims']:7d}")
+            lines.append(f"{label:<47} | {metrics[key]:7.3f}")
+        lines.append(f"{'active latent dimensions (KL > 0.1 nats)':<47} | {metrics['active_dims']:7d}")
     lines.append(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
     return "\n".join(lines)
 

@@ -27,7 +27,8 @@ class Config:
     batch_size: int = 16          # B: sequences per step
     seq_len: int = 32             # T: frames per training sequence
     learning_rate: float = 3e-3   # Adam step size at step 0
-    lr_half_life: int = 0         # steps over which the step size halves (0: constant); see training.learning_rate_at
+    lr_half_life: int = 1000      # steps over which the step size halves (0: constant); see training.learning_rate_at
+    min_learning_rate: float = 1e-4  # the step size never decays below this
     grad_clip: float = 100.0      # clip the global gradient norm to this
     dtype: str = "float32"        # training precision; gradient checks use float64
     fused: bool = True            # filter with fused.filter_sequence (hand-written backward); False: plain autograd
@@ -65,4 +66,5 @@ def check_config(config):
     validate.check_number("config.free_nats", config.free_nats, minimum=0.0)
     validate.check_number("config.kl_scale", config.kl_scale, minimum=0.0)
     validate.check_number("config.learning_rate", config.learning_rate, minimum=0.0, strict_minimum=True)
+    validate.check_number("config.min_learning_rate", config.min_learning_rate, minimum=0.0)
     validate.check_number("config.grad_clip", config.grad_clip, minimum=0.0, strict_minimum=True)

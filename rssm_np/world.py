@@ -10,6 +10,8 @@ Observation: an S x S image in [0, 1] holding a Gaussian blob of std DOT_SIGMA p
 Occlusion (optional): rectangles that hide the dot from the *image only*, never from the state.
 Control (optional): actions a_t in [-1, 1]^2 push the velocity after frame t is seen:
     v_{t+1} = clamp_speed(v_t + ACTION_GAIN * a_t, MAX_SPEED),   so actions[:, t] produces obs[:, t+1].
+The random policy that makes the data pushes on about half the frames (uniform in [-1, 1]^2) and
+coasts (a_t = 0) on the rest, so both pushed and free flight appear in training.
 
 Shapes: N sequences, T time steps, S pixels a side.
 """
@@ -22,6 +24,7 @@ ACTION_GAIN = 0.5      # px/frame of velocity change per unit action
 OCCLUDER_SIDE = (4, 12)      # rectangle side in px, inclusive range
 OCCLUDER_FRAMES = (3, 10)    # how long one occluder persists, inclusive range
 OCCLUDER_START_PROB = 0.1    # chance per free frame that a new occluder appears
+PUSH_PROB = 0.5              # with control, chance per frame of a random push (else the action is 0)
 BOUNDARIES = ("bounce", "clip")
 
 
@@ -103,7 +106,8 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
     velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     state = np.concatenate([position, velocity], axis=1)                       # (n, 4)
     if control:
-        actions = rng.uniform(-1.0, 1.0, size=(n, T, 2))
+        pushed = rng.random((n, T, 1)) < PUSH_PROB
+        actions = np.where(pushed, rng.uniform(-1.0, 1.0, size=(n, T, 2)), 0.0)
     else:
         actions = np.zeros((n, T, 2))
     states = [state]
