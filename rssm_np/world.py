@@ -76,7 +76,8 @@ def sample_occluders(rng, n, steps, size):
         while t < steps:
             if rng.random() < OCCLUDER_START_PROB:
                 frames = rng.integers(OCCLUDER_FRAMES[0], OCCLUDER_FRAMES[1] + 1)
-                width, height = rng.integers(OCCLUDER_SIDE[0], OCCLUDER_SIDE[1] + 1, size=2)
+                longest = min(OCCLUDER_SIDE[1], size)              # small screens get smaller occluders
+                width, height = rng.integers(min(OCCLUDER_SIDE[0], longest), longest + 1, size=2)
                 left = rng.integers(0, size - width + 1)
                 top = rng.integers(0, size - height + 1)
                 mask[i, t:t + frames, top:top + height, left:left + width] = True

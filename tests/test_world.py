@@ -104,3 +104,9 @@ def test_actions_push_the_velocity():
 def test_without_control_actions_are_zero():
     assert not make_dataset(2, 5, seed=0)["actions"].any()
     assert make_dataset(2, 5, seed=0, control=True)["actions"].any()
+
+
+@pytest.mark.parametrize("size", [8, 10, 16])
+def test_occluders_fit_small_screens(size):
+    data = make_dataset(16, 30, size=size, seed=2, occlusion=True)
+    assert data["mask"].any()
