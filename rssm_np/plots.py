@@ -18,6 +18,16 @@ def _frame_row(axes, frames, label, cmap="gray", vmin=0.0, vmax=1.0):
     axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
 
 
+def _save(fig, path, title=None):
+    """Title, tidy, write the PNG, free the figure; return the path."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def world_samples(path, obs, every=2, frames=10):
     """A few sequences of the world, one per row, every `every`-th frame. obs (N, T, S, S)."""
     rows = obs.shape[0]
@@ -26,11 +36,7 @@ def world_samples(path, obs, every=2, frames=10):
         _frame_row(axes[i], obs[i, ::every][:frames], f"seq {i}")
     for j in range(frames):
         axes[0, j].set_title(f"t={j * every}", fontsize=8)
-    fig.suptitle("The dot world: what the model sees")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "The dot world: what the model sees")
 
 
 def training_curves(path, history):
@@ -50,10 +56,7 @@ def training_curves(path, history):
         if key != "kl":
             ax.set_yscale("log")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reconstructions(path, obs, recon, frames=12):
@@ -63,11 +66,7 @@ def reconstructions(path, obs, recon, frames=12):
     for i in range(rows):
         _frame_row(axes[2 * i], obs[i, :frames], f"seen {i}")
         _frame_row(axes[2 * i + 1], recon[i, :frames], f"decoded {i}")
-    fig.suptitle("Filtering: each frame decoded from the posterior")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "Filtering: each frame decoded from the posterior")
 
 
 def open_loop(path, truth, imagined, filtered, every=4):
@@ -96,11 +95,7 @@ def open_loop(path, truth, imagined, filtered, every=4):
                         spine.set_linewidth(2.5)
     for j, t in enumerate(shown):
         axes[0, j].set_title(f"t={t}" if t < context else f"+{t - context + 1}", fontsize=8)
-    fig.suptitle(f"Open-loop imagination: {context} context frames (green), then no observations")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"Open-loop imagination: {context} context frames (green), then no observations")
 
 
 def error_by_horizon(path, curves):
@@ -118,10 +113,7 @@ def error_by_horizon(path, curves):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Open-loop error on held-out sequences")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def belief_through_occlusion(path, truth, seen, belief, true_xy, sample_xy, hidden, every=2):
@@ -161,11 +153,7 @@ def belief_through_occlusion(path, truth, seen, belief, true_xy, sample_xy, hidd
             ax.set_title("red: the dot is hidden from the model", fontsize=9)
         else:
             ax.set_xlabel("frame")
-    fig.suptitle("Belief through an occlusion")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "Belief through an occlusion")
 
 
 def future_fan(path, last_frame, sample_paths, true_path, rows=2, cols=3):
@@ -186,11 +174,7 @@ def future_fan(path, last_frame, sample_paths, true_path, rows=2, cols=3):
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{sample_paths.shape[1]} sampled futures (orange) of {sample_paths.shape[2]} steps vs the truth")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"{sample_paths.shape[1]} sampled futures (orange) of {sample_paths.shape[2]} steps vs the truth")
 
 
 def two_action_sequences(path, frames_a, frames_b, true_a, true_b, every=2):
@@ -206,11 +190,7 @@ def two_action_sequences(path, frames_a, frames_b, true_a, true_b, every=2):
             ax.plot(true[t, 0], true[t, 1], "+", color="cyan", markersize=7)
     for j, t in enumerate(shown):
         axes[0, j].set_title(f"+{t + 1}", fontsize=8)
-    fig.suptitle("Same start, two action sequences: imagination follows the actions (+ = truth)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "Same start, two action sequences: imagination follows the actions (+ = truth)")
 
 
 def kl_per_dimension(path, kl_per_dim, active_nats):
@@ -223,10 +203,7 @@ def kl_per_dimension(path, kl_per_dim, active_nats):
     ax.set_ylabel("mean KL (nats)")
     ax.set_title("Which latent dimensions carry information")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def imagination_gif(path, truth, model_frames, context, fps=6):
