@@ -39,11 +39,7 @@ Shapes: B batch, T time, H deter, Z stoch, U hidden size of the posterior, 3H ga
 import numpy as onp
 from autograd.extend import defvjp_argnums, primitive
 
-from .layers import LAYER_NORM_EPS, softplus
-
-
-def _sigmoid(x):
-    return 0.5 * (onp.tanh(0.5 * x) + 1.0)
+from .layers import LAYER_NORM_EPS, elu, sigmoid, softplus
 
 
 def gru_gates_forward(pre, deter, ln_scale, ln_bias):
@@ -57,10 +53,10 @@ def gru_gates_forward(pre, deter, ln_scale, ln_bias):
     inv_sigma = 1.0 / onp.sqrt((centred ** 2).mean(axis=-1, keepdims=True) + LAYER_NORM_EPS)
     normed = centred * inv_sigma                            # (B, 3H)
     gates = normed * ln_scale + ln_bias                     # (B, 3H)
-    reset = _sigmoid(gates[:, :size])                       # (B, H)
+    reset = sigmoid(gates[:, :size])                       # (B, H)
     cand_pre = gates[:, size:2 * size]                      # (B, H)
     cand = onp.tanh(reset * cand_pre)                       # (B, H)
-    update = _sigmoid(gates[:, 2 * size:] - 1.0)            # (B, H)
+    update = sigmoid(gates[:, 2 * size:] - 1.0)            # (B, H)
     new_deter = update * cand + (1.0 - update) * deter      # (B, H)
     return new_deter, (deter, normed, inv_sigma, reset, cand_pre, cand, update)
 
@@ -93,7 +89,11 @@ def gru_gates_backward(grad_new, ln_scale, saved):
 
 @primitive
 def gru_gates(pre, deter, ln_scale, ln_bias):
-    """h_t = u * c + (1 - u) * h_{t-1}, one primitive; the same math as layers.gru_gates."""
+    """h_t = u * c + (1 - u) * h_{t-1}, one primitive; the same math as layers.gru_gates.
+
+    The recurrent loop uses gru_gates_forward/backward inside filter_sequence; this primitive
+    exposes the gates alone so the tests can check their hand-written backward in isolation.
+    """
     return gru_gates_forward(pre, deter, ln_scale, ln_bias)[0]
 
 
@@ -123,7 +123,7 @@ def _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
         gru_in = onp.concatenate([deter, stoch], axis=-1)                 # (B, H+Z)
         deter, gate_saved = gru_gates_forward(gru_in @ w_hz + action_terms[:, t], deter, ln_scale, ln_bias)
         hidden_pre = deter @ w_post + embed_terms[:, t]                   # (B, U)
-        hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))  # elu
+        hidden = elu(hidden_pre)                                          # (B, U)
         out = hidden @ w_out + b_out                                      # (B, 2Z)
         mean, raw_std = out[:, :size], out[:, size:]
         std = softplus(raw_std) + min_std                                 # (B, Z)
@@ -181,7 +181,7 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
             grad_stoch = grad_stoch_out[:, t] + carry_stoch
             grad_std = grad_std_out[:, t] + grad_stoch * eps[:, t]
             # std = softplus(s) + min_std;  [mean, s] = elu(u) W_out + b_out
-            grad_out_layer = onp.concatenate([grad_mean_out[:, t] + grad_stoch, grad_std * _sigmoid(raw_std)],
+            grad_out_layer = onp.concatenate([grad_mean_out[:, t] + grad_stoch, grad_std * sigmoid(raw_std)],
                                              axis=-1)                     # (B, 2Z)
             grad_hidden_pre = (grad_out_layer @ w_out.T) * onp.minimum(hidden + 1.0, 1.0)   # elu' (B, U)
             # u = h_t W_post + e_term_t

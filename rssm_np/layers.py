@@ -126,13 +126,3 @@ def gru_gates(pre, deter, ln_scale, ln_bias):
     cand = np.tanh(reset * normed[:, size:2 * size])        # (B, H)
     update = sigmoid(normed[:, 2 * size:] - 1.0)            # (B, H)
     return update * cand + (1.0 - update) * deter          # (B, H)
-
-
-def gru_cell(gru, deter, inputs):
-    """h_t = GRU(h_{t-1}, x_t): one step of the gated recurrent unit.
-
-    gru: dict with w (H+I, 3H), b (3H,), ln_scale, ln_bias; deter (B, H); inputs (B, I).
-    The RSSM calls it with x_t = [z_{t-1}, a_{t-1}].
-    """
-    pre = np.concatenate([deter, inputs], axis=-1) @ gru["w"] + gru["b"]   # (B, 3H)
-    return gru_gates(pre, deter, gru["ln_scale"], gru["ln_bias"])

@@ -13,7 +13,7 @@ from autograd import grad
 from autograd.misc import flatten
 
 from rssm_np import Config, init_params, loss
-from rssm_np import fused, layers
+from rssm_np import fused, layers, model
 from rssm_np.distributions import bernoulli_nll, gaussian_head, kl_gaussian, sample_gaussian
 from rssm_np.world import make_dataset
 
@@ -72,14 +72,22 @@ def test_layer_norm(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_gru_cell(seed):
-    """The readable GRU step: h_t = GRU(h_{t-1}, x_t) with layer norm and all three gates."""
+def test_gru_step(seed):
+    """The readable GRU step, model.transition: h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}) with layer
+    norm and all three gates, checked in every weight and input."""
     rng = onp.random.default_rng(seed)
-    gru = layers.init_gru(rng, 3, 4, dtype="float64")
+    gru = layers.init_gru(rng, 3 + 2, 4, dtype="float64")                 # z of 3, a of 2, h of 4
     gru["ln_scale"] = 1 + 0.3 * rng.standard_normal(12)
     gru["ln_bias"] = 0.3 * rng.standard_normal(12)
-    tree = {"gru": gru, "h": rng.standard_normal((5, 4)), "x": rng.standard_normal((5, 3))}
-    check_tree(lambda p: weighted_sum(layers.gru_cell(p["gru"], p["h"], p["x"]), seed), tree, seed)
+    tree = {"gru": gru, "h": rng.standard_normal((5, 4)), "z": rng.standard_normal((5, 3)),
+            "a": rng.standard_normal((5, 2))}
+
+    def step(p):
+        params = {"gru": p["gru"]}
+        w_hz, action_terms = model._gru_input_terms(params, p["a"][:, None, :])   # one time step
+        return weighted_sum(model.transition(params, p["h"], p["z"], action_terms[:, 0], w_hz), seed)
+
+    check_tree(step, tree, seed)
 
 
 def _gates_inputs(seed, batch=5, size=4):
