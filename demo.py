@@ -20,7 +20,8 @@ import numpy as np
 
 from rssm_np import Config, beliefs, make_dataset
 from rssm_np.checkpoint import load_train_state, save
-from rssm_np.evaluate import CONTEXT, centroid, eval_dataset, evaluate, filtered_frames, pixel_error
+from rssm_np.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, evaluate, filtered_frames,
+                              pixel_error)
 from rssm_np.model import predict
 from rssm_np.training import init_train_state, train
 from rssm_np.world import render, step_state
@@ -121,8 +122,10 @@ class Progress:
 def write_figures(out, params, config, history):
     from rssm_np import plots
     paths = []
-    world = make_dataset(4, 20, size=config.image_size, seed=1, boundary=config.boundary)
-    paths.append(plots.world_samples(os.path.join(out, "world.png"), world["obs"]))
+    world = make_dataset(4, 20, size=config.image_size, seed=1, occlusion=config.occlusion,
+                         control=config.control, boundary=config.boundary)
+    paths.append(plots.world_samples(os.path.join(out, "world.png"), world["obs"],
+                                     world["mask"] if config.occlusion else None))
     paths.append(plots.training_curves(os.path.join(out, "training.png"), history))
     data = eval_dataset(config)
     recon, _ = filtered_frames(params, config, data["obs"][:3], data["actions"][:3])
@@ -131,7 +134,6 @@ def write_figures(out, params, config, history):
     imagined = predict(params, config, data["obs"][:, :CONTEXT], data["actions"][:, :-1], horizon=horizon)
     context_recon, _ = filtered_frames(params, config, data["obs"][:3, :CONTEXT], data["actions"][:3, :CONTEXT])
     paths.append(plots.open_loop(os.path.join(out, "open_loop.png"), data["obs"][:3], imagined[:3], context_recon))
-    from rssm_np.evaluate import baseline_paths
     truth = data["states"][:, CONTEXT:, :2]
     curves = {"RSSM": pixel_error(centroid(imagined), truth).mean(axis=0)}
     for name, path in baseline_paths(data["obs"][:, :CONTEXT], horizon).items():

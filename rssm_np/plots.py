@@ -28,15 +28,23 @@ def _save(fig, path, title=None):
     return path
 
 
-def world_samples(path, obs, every=2, frames=10):
-    """A few sequences of the world, one per row, every `every`-th frame. obs (N, T, S, S)."""
+def world_samples(path, obs, mask=None, every=2, frames=10):
+    """A few sequences of the world, one per row, every `every`-th frame. obs (N, T, S, S).
+
+    mask (N, T, S, S) bool, if given: occluders are painted black like the background, so they are
+    tinted red here to be seen (the model sees only the black).
+    """
     rows = obs.shape[0]
     fig, axes = plt.subplots(rows, frames, figsize=(1.2 * frames, 1.25 * rows), squeeze=False)
     for i in range(rows):
         _frame_row(axes[i], obs[i, ::every][:frames], f"seq {i}")
+        if mask is not None:
+            for ax, hidden in zip(axes[i], mask[i, ::every][:frames]):
+                ax.imshow(np.ma.masked_where(~hidden, hidden.astype(float)), alpha=0.45, vmin=0, vmax=1,
+                          cmap=matplotlib.colors.ListedColormap(["red"]), interpolation="nearest")
     for j in range(frames):
         axes[0, j].set_title(f"t={j * every}", fontsize=8)
-    return _save(fig, path, "The dot world: what the model sees")
+    return _save(fig, path, "The dot world: what the model sees" + (" (occluders tinted red)" if mask is not None else ""))
 
 
 def training_curves(path, history):
