@@ -39,7 +39,7 @@ Shapes: B batch, T time, H deter, Z stoch, U hidden size of the posterior, 3H ga
 import numpy as onp
 from autograd.extend import defvjp_argnums, primitive
 
-from .layers import LAYER_NORM_EPS, elu, sigmoid, softplus
+from .layers import LAYER_NORM_EPS, sigmoid, softplus
 
 
 def gru_gates_forward(pre, deter, ln_scale, ln_bias):
@@ -123,7 +123,8 @@ def _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
         gru_in = onp.concatenate([deter, stoch], axis=-1)                 # (B, H+Z)
         deter, gate_saved = gru_gates_forward(gru_in @ w_hz + action_terms[:, t], deter, ln_scale, ln_bias)
         hidden_pre = deter @ w_post + embed_terms[:, t]                   # (B, U)
-        hidden = elu(hidden_pre)                                          # (B, U)
+        # elu; expm1 keeps the digits that exp(x) - 1 loses for small |x|
+        hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))  # (B, U)
         out = hidden @ w_out + b_out                                      # (B, 2Z)
         mean, raw_std = out[:, :size], out[:, size:]
         std = softplus(raw_std) + min_std                                 # (B, Z)
