@@ -114,6 +114,12 @@ def _read(path):
 
 def load(path):
     """Read (params, config) written by save(); predict(*load(path), obs) works in a new process."""
+    params, config, _ = _load_with_arrays(path)
+    return params, config
+
+
+def _load_with_arrays(path):
+    """(params, config, every array in the file), reading the file once."""
     from .model import init_params
     arrays = _read(path)
     try:
@@ -122,14 +128,13 @@ def load(path):
         raise ValueError(f"checkpoint {os.fspath(path)!r} has an unreadable config: {error}") from None
     flat = {k[len(_PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(_PARAM_PREFIX)}
     params = _fill_tree(init_params(config), flat)
-    return params, config
+    return params, config, arrays
 
 
 def load_train_state(path):
     """Read (params, config, train_state) for resuming; train_state is None if none was saved."""
     from .training import tree_leaves
-    params, config = load(path)
-    arrays = _read(path)
+    params, config, arrays = _load_with_arrays(path)
     if _TRAIN_PREFIX + "step" not in arrays:
         return params, config, None
     moments = {"m": [], "v": []}

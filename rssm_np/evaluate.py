@@ -10,7 +10,7 @@ Shapes: B sequences, T frames, K imagined steps, S image side.
 import numpy as np
 
 from .layers import sigmoid
-from .model import actions_into_frames, decode, encode, observe, unpack
+from .model import actions_into_frames, decode, encode, observe, predict, unpack
 from .world import make_dataset
 
 EVAL_SEED = 20_261_124       # the held-out set; training batches are seeded by (seed, step) pairs
@@ -93,7 +93,6 @@ def filtered_frames(params, config, obs, actions):
 
 def evaluate(params, config, data=None):
     """The open-loop metrics of the model and the baselines on the held-out set (a flat dict)."""
-    from .model import predict
     data = eval_dataset(config) if data is None else data
     obs, states, actions = data["obs"], data["states"], data["actions"]
     horizon = obs.shape[1] - CONTEXT

@@ -23,6 +23,7 @@ from autograd.builtins import DictBox, SequenceBox
 from . import fused
 from .distributions import bernoulli_nll, gaussian_head, kl_gaussian, sample_gaussian
 from .layers import dense, elu, gru_gates, init_dense, init_gru, init_mlp, mean_of, mlp, sigmoid
+from .validate import check_batch, check_params, check_predict_args, check_seed
 from .world import DOT_SIGMA
 
 
@@ -251,7 +252,6 @@ def loss(params, batch, config, seed=0, stats=None):
     optionally mask (B, T, S, S) for the masked likelihood; seed (int or tuple of ints) fixes the
     sampling noise. Differentiable by autograd with respect to params.
     """
-    from .validate import check_batch, check_params, check_seed
     check_params(params, config)
     check_batch(batch, config)
     check_seed("seed", seed)
@@ -317,7 +317,6 @@ def predict(params, config, obs, actions=None, horizon=10, *, seed=0, samples=No
     sigmoid(logits) in [0, 1]: (B, horizon, S, S) along the prior *mean* path when samples is
     None, or (B, samples, horizon, S, S) with z sampled from the prior at every imagined step.
     """
-    from .validate import check_params, check_predict_args, check_seed
     check_params(params, config)
     check_seed("seed", seed)
     obs, actions, horizon = check_predict_args(config, obs, actions, horizon, samples)
