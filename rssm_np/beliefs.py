@@ -10,7 +10,7 @@ import numpy as np
 
 from .distributions import kl_gaussian_per_dim
 from .evaluate import CONTEXT, EVAL_SEED, centroid, filtered_frames, pixel_error, reflect
-from .model import predict, prior, unpack
+from .model import predict
 from .world import make_dataset, step_state
 
 BELIEF_SEED = EVAL_SEED + 1      # held-out occluded / controlled sequences
@@ -97,12 +97,9 @@ def occlusion_metrics(params, config, n=64, length=50):
 
 def kl_per_dim(params, config, post):
     """Mean KL(q || p) per latent dimension over a filtered batch: (Z,) nats."""
-    params = unpack(params)
-    batch, steps = post["deter"].shape[:2]
-    rows = batch * steps
-    prior_mean, prior_std = prior(params, np.asarray(post["deter"]).reshape(rows, -1), config.min_std)
-    kl = kl_gaussian_per_dim(np.asarray(post["post_mean"]).reshape(rows, -1),
-                             np.asarray(post["post_std"]).reshape(rows, -1), prior_mean, prior_std)
+    kl = kl_gaussian_per_dim(np.asarray(post["post_mean"]), np.asarray(post["post_std"]),
+                             np.asarray(post["prior_mean"]), np.asarray(post["prior_std"]))     # (B, T, Z)
+    kl = kl.reshape(-1, kl.shape[-1])
     return np.asarray(kl).mean(axis=0)
 
 

@@ -1,11 +1,12 @@
 """The distributions: a diagonal Gaussian head, reparameterized sampling, the analytic KL, and
 the Bernoulli likelihood of a frame.
 
-Shapes: B batch (or batch*time), Z stoch size, D pixels per frame (S*S).
+Shapes (the glossary is in model.py): B batch (any leading axes, e.g. (B, T)), Z stoch size,
+D pixels per frame (S*S).
 """
 
-import autograd.numpy as np
-import numpy as onp
+import autograd.numpy as np     # traced NumPy: these functions are differentiated
+import numpy as onp             # plain NumPy: the Bernoulli primitive's own arithmetic
 from autograd.extend import defvjp, primitive
 
 from .layers import softplus
@@ -58,10 +59,12 @@ def bernoulli_nll(logits, target, weight=None):
     """-log p(x | logits) = sum_d w_d [softplus(l_d) - x_d * l_d], summed over pixels.
 
     logits, target (B, D) -> (B,). Pixel intensities x in [0, 1] are treated as Bernoulli
-    probabilities. Summing (not averaging) over pixels is what makes the dot worth drawing: the
-    sparse dot's pixels carry as much weight as the black background, so the model cannot buy a
-    low loss by predicting an empty frame. `weight` (B, D) of 0/1 drops pixels from the sum (the
-    masked likelihood for occluded pixels); None counts them all.
+    probabilities. Summing (not averaging) over the D pixels sets the likelihood's scale against
+    the KL: a frame is worth D pixels' nats, so an empty-frame guess that misses the dot costs tens
+    of nats while the KL costs a few; averaging would divide the reconstruction by D and let the
+    KL win, and the model would learn to predict empty frames (see the README's FAQ). The dot's
+    weight against the background is the same either way. `weight` (B, D) of 0/1 drops pixels
+    from the sum (the masked likelihood for occluded pixels); None counts them all.
 
     It runs on every pixel of every frame, so it is one primitive with its derivative written
     out: dL/dl_d = w_d (sigmoid(l_d) - x_d), dL/dx_d = -w_d l_d.
@@ -77,12 +80,12 @@ def _bernoulli_nll_vjp_logits(ans, logits, target, weight=None):
         grad = 0.5 * (onp.tanh(0.5 * logits) + 1.0) - target    # sigmoid(l) - x
         if weight is not None:
             grad = grad * weight
-        return grad * g[:, None]
+        return grad * g[..., None]
     return vjp
 
 
 def _bernoulli_nll_vjp_target(ans, logits, target, weight=None):
-    return lambda g: -logits * (g[:, None] if weight is None else g[:, None] * weight)
+    return lambda g: -logits * (g[..., None] if weight is None else g[..., None] * weight)
 
 
 defvjp(bernoulli_nll, _bernoulli_nll_vjp_logits, _bernoulli_nll_vjp_target)

@@ -85,9 +85,9 @@ def filtered_frames(params, config, obs, actions):
     """
     params = unpack(params)
     batch, steps, size = obs.shape[:3]
-    embed = encode(params, obs.reshape(batch * steps, -1).astype(config.dtype)).reshape(batch, steps, -1)
+    embed = encode(params, obs.reshape(batch, steps, size * size).astype(config.dtype))        # (B, T, E)
     post = observe(params, config, embed, actions_into_frames(actions.astype(config.dtype)))
-    logits = decode(params, post["deter"].reshape(batch * steps, -1), post["stoch"].reshape(batch * steps, -1))
+    logits = decode(params, post["deter"], post["stoch"])                                      # (B, T, D)
     return np.asarray(sigmoid(logits)).reshape(batch, steps, size, size), post
 
 

@@ -1,110 +1,124 @@
-"""The recurrent core as autograd primitives, with backpropagation through time written by hand.
+"""The filtering loop of model.observe as one autograd primitive, with its backward written by hand.
 
 Why: autograd records every NumPy call and replays its backward in Python, ~10-40 us apiece.
-The filtering loop of model.observe makes ~25 such calls per time step, so at T = 32 the loop,
-not the arithmetic, is most of a training step. Here the same math runs in plain NumPy, and we
-give autograd its vector-Jacobian product (VJP) ourselves: one traced call per sequence.
+The plain loop (model.obs_step, T times) makes ~25 such calls per time step, so at T = 32 the
+loop, not the arithmetic, is most of a training step. Here the same math runs in plain NumPy,
+and we give autograd its vector-Jacobian product (VJP) ourselves: one traced call per sequence.
 
-The readable version stays the reference: model.observe(..., fused=False) runs the identical
-equations as ordinary autograd calls, and tests/test_gradients.py proves the two equal in value
-and gradient, and checks these VJPs against finite differences.
+The readable version stays the reference: model.observe(..., fused_core=False) runs obs_step as
+ordinary autograd calls, and tests/test_gradients.py proves the two equal in value and gradient
+and checks this backward against finite differences. `python demo.py --plain` trains on it.
 
-One filtering step (model.transition, model.posterior), forward:
-    pre   = [h_{t-1}, z_{t-1}] W_hz + a_term_t            a_term_t = a_{t-1} W_a + b
-    h_t   = GRU gates(pre, h_{t-1})                      layers.gru_gates
-    u_t   = h_t W_post + e_term_t                        e_term_t = embed_t W_e + b_post
-    o_t   = elu(u_t) W_out + b_out = [mean_t, s_t]
-    std_t = softplus(s_t) + min_std
-    z_t   = mean_t + std_t * eps_t
+One filtering step is model.obs_step without its prior (the prior feeds nothing forward, so
+model.observe runs it once over all frames after the loop). The parts of the two matrix products
+that do not depend on the recurrence are computed for all frames before the loop (see observe):
+    action_term_t = a_{t-1} W_a + b             the GRU's [h, z, a] W + b, split as [h, z] W_hz + a W_a + b
+    embed_term_t  = embed_t W_e + b_post        the posterior's W [h; e] + b, split as h W_h + e W_e + b
+Forward, for t = 0 .. T-1 (step_forward):
+    gru_in     = [h_{t-1}, z_{t-1}]
+    gate_pre   = gru_in W_hz + action_term_t
+    h_t        = gru_gates(gate_pre, h_{t-1})                    (layers.gru_gates)
+    hidden_pre = h_t W_h + embed_term_t
+    hidden     = elu(hidden_pre)
+    head       = hidden W_out + b_out = [mean_t, std_pre]
+    std_t      = softplus(std_pre) + min_std
+    z_t        = mean_t + std_t * eps_t
+Backward, for t = T-1 .. 0 (step_backward), the same lines read bottom-up. d_x is dL/dx; the
+loss reaches z_t and h_t both directly (d_*_out, from the decoder, prior and KL) and through the
+next step (carry_*):
+    d_stoch      = d_stoch_out_t + carry_stoch                              z_t = mean_t + std_t * eps_t
+    d_std        = d_std_out_t + d_stoch * eps_t                            (same line)
+    d_mean       = d_mean_out_t + d_stoch                                   (same line)
+    d_std_pre    = d_std * sigmoid(std_pre)                                 std_t = softplus(std_pre) + min_std
+    d_head       = [d_mean, d_std_pre]                                      head = [mean_t, std_pre]
+    d_hidden_pre = d_head W_out^T * elu'(hidden_pre)                        head = elu(hidden_pre) W_out + b_out
+    d_deter      = d_deter_out_t + carry_deter + d_hidden_pre W_h^T         hidden_pre = h_t W_h + embed_term_t
+    d_gate_pre, d_deter_prev = gru_gates_backward(d_deter)                  h_t = gru_gates(gate_pre, h_{t-1})
+    d_gru_in     = d_gate_pre W_hz^T                                        gate_pre = gru_in W_hz + action_term_t
+    carry_deter, carry_stoch = d_gru_in split as [h, z], + d_deter_prev     gru_in = [h_{t-1}, z_{t-1}]
+Each weight's gradient is a sum over steps, done after the loop as one product over B*T rows:
+    d_W_hz = sum_t gru_in^T d_gate_pre    d_W_h = sum_t h_t^T d_hidden_pre    d_W_out = sum_t hidden^T d_head
+    d_b_out = sum_t d_head    d_action_term_t = d_gate_pre    d_embed_term_t = d_hidden_pre
+    d_ln_scale, d_ln_bias from the gates' d_gates (see gru_gates_backward).
+The initial state, eps and min_std get no gradient: training starts from the empty memory and
+never differentiates its noise or its constants (asking for one raises a clear error).
 
-Backward (the chain rule read bottom-up, for t = T-1 down to 0), carrying dL/dh_t and dL/dz_t
-from step t+1 back into step t:
-    dz    = dL/dz_t (from outputs) + carry_z
-    dmean = dL/dmean_t + dz                 dstd = dL/dstd_t + dz * eps_t
-    ds    = dstd * sigmoid(s_t)             (softplus' = sigmoid)
-    do    = [dmean, ds]
-    du    = do W_out^T * elu'(u_t)          (elu'(u) = 1 if u > 0 else e^u = elu(u) + 1)
-    de_term_t = du
-    dh    = dL/dh_t (from outputs) + carry_h + du W_post^T
-    dpre, dh_prev = GRU gates backward(dh)                     gru_gates_backward
-    da_term_t = dpre
-    [carry_h, carry_z] = dpre W_hz^T  (+ dh_prev into carry_h)
-and, after the loop, every weight's gradient summed over steps as one product over B*T rows:
-    dW_out = sum_t elu(u_t)^T do_t,  db_out = sum_t do_t,  dW_post = sum_t h_t^T du_t,
-    dW_hz = sum_t [h_{t-1}, z_{t-1}]^T dpre_t,  dg, dbeta from the gates' dL/dy.
-
-Shapes: B batch, T time, H deter, Z stoch, U hidden size of the posterior, 3H gate width.
+Shapes (the glossary is in model.py): B batch, T time, H deter, Z stoch, U posterior hidden width.
 """
 
-import numpy as onp
+import autograd.numpy as np          # traced NumPy: only in observe(), the wrapper around the primitive
+import numpy as onp                  # plain NumPy: autograd never sees inside the primitive
 from autograd.extend import defvjp_argnums, primitive
 
 from .layers import LAYER_NORM_EPS, sigmoid, softplus
 
 
-def gru_gates_forward(pre, deter, ln_scale, ln_bias):
-    """layers.gru_gates in plain NumPy, also returning what the backward pass needs.
+def gru_gates_forward(gate_pre, deter, ln_scale, ln_bias):
+    """layers.gru_gates in plain NumPy, also returning the values its backward needs (a dict).
 
-        n = (pre - mean) / sigma,  sigma = sqrt(var + eps);   [r~, c~, u~] = n * g + beta
+        n = (gate_pre - mean) / sigma,  sigma = sqrt(var + eps);   [r~, c~, u~] = n * g + beta
         r = sigmoid(r~),  c = tanh(r * c~),  u = sigmoid(u~ - 1),  h_t = u c + (1 - u) h_{t-1}
     """
     size = deter.shape[-1]
-    centred = pre - pre.mean(axis=-1, keepdims=True)
+    centred = gate_pre - gate_pre.mean(axis=-1, keepdims=True)
     inv_sigma = 1.0 / onp.sqrt((centred ** 2).mean(axis=-1, keepdims=True) + LAYER_NORM_EPS)
-    normed = centred * inv_sigma                            # (B, 3H)
-    gates = normed * ln_scale + ln_bias                     # (B, 3H)
-    reset = sigmoid(gates[:, :size])                       # (B, H)
-    cand_pre = gates[:, size:2 * size]                      # (B, H)
-    cand = onp.tanh(reset * cand_pre)                       # (B, H)
-    update = sigmoid(gates[:, 2 * size:] - 1.0)            # (B, H)
-    new_deter = update * cand + (1.0 - update) * deter      # (B, H)
-    return new_deter, (deter, normed, inv_sigma, reset, cand_pre, cand, update)
+    normed = centred * inv_sigma                            # n (B, 3H)
+    gates = normed * ln_scale + ln_bias                     # [r~, c~, u~] (B, 3H)
+    reset = sigmoid(gates[:, :size])                       # r (B, H)
+    cand_pre = gates[:, size:2 * size]                      # c~ (B, H)
+    cand = onp.tanh(reset * cand_pre)                       # c (B, H)
+    update = sigmoid(gates[:, 2 * size:] - 1.0)            # u (B, H)
+    new_deter = update * cand + (1.0 - update) * deter      # h_t (B, H)
+    saved = {"deter_prev": deter, "normed": normed, "inv_sigma": inv_sigma, "reset": reset,
+             "cand_pre": cand_pre, "cand": cand, "update": update}
+    return new_deter, saved
 
 
-def gru_gates_backward(grad_new, ln_scale, saved):
-    """The VJP of the GRU gates, given dL/dh_t (B, H):
+def gru_gates_backward(d_new_deter, ln_scale, saved):
+    """The VJP of the GRU gates, given dL/dh_t (B, H), line by line against gru_gates_forward:
 
-        dL/du = gh (c - h_{t-1})    dL/dh_{t-1} = gh (1 - u)    dL/dc = gh u
-        dL/du~ = dL/du u (1 - u)    dL/d(r c~) = dL/dc (1 - c^2)
-        dL/dr~ = dL/d(r c~) c~ r (1 - r)     dL/dc~ = dL/d(r c~) r
-        dL/dg = sum_B dL/dy n       dL/dbeta = sum_B dL/dy       (dL/dy = [dL/dr~, dL/dc~, dL/du~])
-        dL/dpre = (dn - mean(dn) - n mean(dn n)) / sigma,   dn = dL/dy * g    (layer norm)
+        d_update   = d_h (c - h_{t-1})                h_t = u c + (1 - u) h_{t-1}
+        d_deter    = d_h (1 - u)                      (same line)
+        d_cand_in  = d_h u (1 - c^2)                  c = tanh(r c~), d(r c~)
+        d_r~ = d_cand_in c~ r (1 - r),  d_c~ = d_cand_in r,  d_u~ = d_update u (1 - u)
+        d_normed   = [d_r~, d_c~, d_u~] * g           [r~, c~, u~] = n g + beta
+        d_gate_pre = (d_n - mean(d_n) - n mean(d_n n)) / sigma          layer norm
 
-    Returns dL/dpre (B, 3H), dL/dh_{t-1} (B, H) and dL/dy (B, 3H), from which the caller sums
-    dL/dg and dL/dbeta (over the batch here, over batch and time in filter_sequence).
+    Returns d_gate_pre (B, 3H), d_deter_prev (B, H) and d_gates = [d_r~, d_c~, d_u~] (B, 3H), from
+    which the caller sums d_ln_scale = sum d_gates n and d_ln_bias = sum d_gates over the rows.
     """
-    deter, normed, inv_sigma, reset, cand_pre, cand, update = saved
-    grad_update = grad_new * (cand - deter)
-    grad_deter = grad_new * (1.0 - update)
-    grad_cand_in = grad_new * update * (1.0 - cand ** 2)
-    grad_gates = onp.concatenate([grad_cand_in * cand_pre * reset * (1.0 - reset),      # r~
-                                  grad_cand_in * reset,                                 # c~
-                                  grad_update * update * (1.0 - update)], axis=-1)      # u~  (B, 3H)
-    grad_normed = grad_gates * ln_scale
-    grad_pre = inv_sigma * (grad_normed
-                            - grad_normed.mean(axis=-1, keepdims=True)
-                            - normed * (grad_normed * normed).mean(axis=-1, keepdims=True))
-    return grad_pre, grad_deter, grad_gates
+    deter, normed, inv_sigma = saved["deter_prev"], saved["normed"], saved["inv_sigma"]
+    reset, cand_pre, cand, update = saved["reset"], saved["cand_pre"], saved["cand"], saved["update"]
+    d_update = d_new_deter * (cand - deter)
+    d_deter_prev = d_new_deter * (1.0 - update)
+    d_cand_in = d_new_deter * update * (1.0 - cand ** 2)
+    d_gates = onp.concatenate([d_cand_in * cand_pre * reset * (1.0 - reset),      # r~
+                               d_cand_in * reset,                                 # c~
+                               d_update * update * (1.0 - update)], axis=-1)      # u~  (B, 3H)
+    d_normed = d_gates * ln_scale
+    d_gate_pre = inv_sigma * (d_normed
+                              - d_normed.mean(axis=-1, keepdims=True)
+                              - normed * (d_normed * normed).mean(axis=-1, keepdims=True))
+    return d_gate_pre, d_deter_prev, d_gates
 
 
 @primitive
-def gru_gates(pre, deter, ln_scale, ln_bias):
+def gru_gates(gate_pre, deter, ln_scale, ln_bias):
     """h_t = u * c + (1 - u) * h_{t-1}, one primitive; the same math as layers.gru_gates.
 
-    The recurrent loop uses gru_gates_forward/backward inside filter_sequence; this primitive
-    exposes the gates alone so the tests can check their hand-written backward in isolation.
+    The recurrent loop calls gru_gates_forward/backward directly; this primitive exposes the gates
+    alone so that the tests can check their hand-written backward in isolation.
     """
-    return gru_gates_forward(pre, deter, ln_scale, ln_bias)[0]
+    return gru_gates_forward(gate_pre, deter, ln_scale, ln_bias)[0]
 
 
 def _gru_gates_vjp(argnums, ans, args, kwargs):
-    pre, deter, ln_scale, ln_bias = args
-    saved = gru_gates_forward(pre, deter, ln_scale, ln_bias)[1]
-    normed = saved[1]
+    gate_pre, deter, ln_scale, ln_bias = args
+    saved = gru_gates_forward(gate_pre, deter, ln_scale, ln_bias)[1]
 
-    def vjp(grad_new):
-        grad_pre, grad_deter, grad_gates = gru_gates_backward(grad_new, ln_scale, saved)
-        grads = (grad_pre, grad_deter, (grad_gates * normed).sum(axis=0), grad_gates.sum(axis=0))
+    def vjp(d_new_deter):
+        d_gate_pre, d_deter_prev, d_gates = gru_gates_backward(d_new_deter, ln_scale, saved)
+        grads = (d_gate_pre, d_deter_prev, (d_gates * saved["normed"]).sum(axis=0), d_gates.sum(axis=0))
         return tuple(grads[i] for i in argnums)
 
     return vjp
@@ -113,115 +127,160 @@ def _gru_gates_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(gru_gates, _gru_gates_vjp)
 
 
-def _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
-                    w_post, w_out, b_out, eps, min_std):
-    """Run the filtering loop in plain NumPy; return the outputs and every step's saved values."""
-    steps = action_terms.shape[1]
+def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std):
+    """One filtering step (the module docstring's forward lines). Returns h_t, z_t, mean_t, std_t
+    and the step's tape entry: the values step_backward reads, by name."""
+    w_hz, ln_scale, ln_bias, w_post, w_out, b_out = weights
     size = stoch.shape[-1]
-    outputs, tape = [], []
-    for t in range(steps):
-        gru_in = onp.concatenate([deter, stoch], axis=-1)                 # (B, H+Z)
-        deter, gate_saved = gru_gates_forward(gru_in @ w_hz + action_terms[:, t], deter, ln_scale, ln_bias)
-        hidden_pre = deter @ w_post + embed_terms[:, t]                   # (B, U)
-        # elu; expm1 keeps the digits that exp(x) - 1 loses for small |x|
-        hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))  # (B, U)
-        out = hidden @ w_out + b_out                                      # (B, 2Z)
-        mean, raw_std = out[:, :size], out[:, size:]
-        std = softplus(raw_std) + min_std                                 # (B, Z)
-        stoch = mean + std * eps[:, t]                                    # (B, Z)
-        outputs.append(onp.concatenate([deter, stoch, mean, std], axis=-1))
-        tape.append((gru_in, gate_saved, deter, hidden_pre, hidden, raw_std))
-    return onp.stack(outputs, axis=1), tape                               # (B, T, H+3Z)
+    gru_in = onp.concatenate([deter, stoch], axis=-1)                        # (B, H+Z)
+    gate_pre = gru_in @ w_hz + action_term                                   # (B, 3H)
+    new_deter, gates = gru_gates_forward(gate_pre, deter, ln_scale, ln_bias)  # (B, H)
+    hidden_pre = new_deter @ w_post + embed_term                             # (B, U)
+    # elu; expm1 keeps the digits that exp(x) - 1 loses for small |x|
+    hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))   # (B, U)
+    head = hidden @ w_out + b_out                                            # (B, 2Z)
+    mean, std_pre = head[:, :size], head[:, size:]                           # (B, Z) each
+    std = softplus(std_pre) + min_std                                        # (B, Z)
+    new_stoch = mean + std * eps                                             # (B, Z)
+    entry = {"gru_in": gru_in, "gates": gates, "deter": new_deter, "hidden": hidden, "std_pre": std_pre}
+    return new_deter, new_stoch, mean, std, entry
 
 
-# autograd calls a primitive's forward and then, at once, its VJP maker with the same inputs and
-# the output. The forward leaves its tape here so the VJP maker need not run the loop again; the
-# `is` check on the output makes sure the tape belongs to this very call.
-_last_tape = {"out": None, "tape": None}
+def step_backward(d_out, carry_deter, carry_stoch, entry, weights, eps, first_step):
+    """One step of backpropagation through time (the module docstring's backward lines).
+
+    d_out: this step's d_deter_out, d_stoch_out, d_mean_out, d_std_out (B, .) each;
+    carry_deter, carry_stoch (B, H), (B, Z) from step t+1. Returns the carries into step t-1
+    (None at the first step: the initial state gets no gradient) and the step's gradients that
+    the weight sums need, by name.
+    """
+    w_hz, ln_scale, ln_bias, w_post, w_out, b_out = weights
+    d_deter_out, d_stoch_out, d_mean_out, d_std_out = d_out
+    d_stoch = d_stoch_out + carry_stoch                                      # z_t = mean_t + std_t * eps_t
+    d_std = d_std_out + d_stoch * eps                                        # (same line)
+    d_head = onp.concatenate([d_mean_out + d_stoch,                          # d_mean: (same line)
+                              d_std * sigmoid(entry["std_pre"])],            # std_t = softplus(std_pre) + min_std
+                             axis=-1)                                        # head = [mean_t, std_pre]  (B, 2Z)
+    d_hidden_pre = (d_head @ w_out.T) * onp.minimum(entry["hidden"] + 1.0, 1.0)  # head = elu(hidden_pre) W_out + b_out
+    d_deter = d_deter_out + carry_deter + d_hidden_pre @ w_post.T            # hidden_pre = h_t W_h + embed_term_t
+    d_gate_pre, d_deter_prev, d_gates = gru_gates_backward(d_deter, ln_scale, entry["gates"])  # h_t = gru_gates(...)
+    grads = {"head": d_head, "hidden_pre": d_hidden_pre, "gate_pre": d_gate_pre, "gates": d_gates}
+    if first_step:
+        return None, None, grads
+    d_gru_in = d_gate_pre @ w_hz.T                                           # gate_pre = gru_in W_hz + action_term_t
+    size = carry_deter.shape[-1]
+    return d_gru_in[:, :size] + d_deter_prev, d_gru_in[:, size:], grads      # gru_in = [h_{t-1}, z_{t-1}]
+
+
+class Tape:
+    """What the forward pass keeps for the backward: one dict of named arrays per step.
+
+    An explicit object the caller creates and passes in (no global state): the primitive's
+    forward fills it and its VJP, which autograd builds right after the forward, reads it, so the
+    loop runs once. Untraced callers pass none and nothing is kept.
+    """
+
+    def __init__(self):
+        self.steps = []
 
 
 @primitive
 def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
-                    w_post, w_out, b_out, eps, min_std):
-    """The whole filtering loop of model.observe as one primitive.
+                    w_post, w_out, b_out, eps, min_std, tape=None):
+    """The filtering loop, step_forward for t = 0 .. T-1, as one primitive.
 
-    deter (B, H), stoch (B, Z): the state before the first frame; action_terms (B, T, 3H);
-    embed_terms (B, T, U); w_hz (H+Z, 3H); ln_scale, ln_bias (3H,); w_post (H, U);
-    w_out (U, 2Z); b_out (2Z,); eps (B, T, Z).
-    Returns (B, T, H + 3Z): [deter h_t, stoch z_t, posterior mean, posterior std] per step.
+    deter h_{-1} (B, H), stoch z_{-1} (B, Z): the state before the first frame; action_terms
+    (B, T, 3H); embed_terms (B, T, U); w_hz (H+Z, 3H); ln_scale, ln_bias (3H,); w_post (H, U);
+    w_out (U, 2Z); b_out (2Z,); eps (B, T, Z); tape: a Tape to fill for the backward, or None.
+    Returns (B, T, H + 3Z): [h_t, z_t, mean_t, std_t] per step.
     """
-    out, tape = _filter_forward(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
-                                w_post, w_out, b_out, eps, min_std)
-    _last_tape["out"], _last_tape["tape"] = out, tape
-    return out
+    weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
+    outputs = []
+    for t in range(action_terms.shape[1]):
+        deter, stoch, mean, std, entry = step_forward(deter, stoch, action_terms[:, t], embed_terms[:, t],
+                                                      weights, eps[:, t], min_std)
+        outputs.append(onp.concatenate([deter, stoch, mean, std], axis=-1))
+        if tape is not None:
+            tape.steps.append(entry)
+    return onp.stack(outputs, axis=1)                                         # (B, T, H+3Z)
+
+
+# filter_sequence's arguments, by position, and which of them have a gradient
+_ARGUMENTS = ("deter", "stoch", "action_terms", "embed_terms", "w_hz", "ln_scale", "ln_bias",
+              "w_post", "w_out", "b_out", "eps", "min_std")
+_NOT_DIFFERENTIATED = ("deter", "stoch", "eps", "min_std")
 
 
 def _filter_sequence_vjp(argnums, ans, args, kwargs):
-    (deter0, stoch0, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
-     w_post, w_out, b_out, eps, min_std) = args
-    if _last_tape["out"] is ans:
-        tape = _last_tape["tape"]
-    else:
-        tape = _filter_forward(*args)[1]
-    _last_tape["out"], _last_tape["tape"] = None, None
+    for i in argnums:
+        if _ARGUMENTS[i] in _NOT_DIFFERENTIATED:
+            raise NotImplementedError(
+                f"fused.filter_sequence has no gradient for its argument '{_ARGUMENTS[i]}': training starts "
+                f"from the empty memory and never differentiates its noise or min_std; use "
+                f"model.observe(..., fused_core=False) to differentiate it")
+    deter0, stoch0, action_terms, embed_terms, w_hz, ln_scale, ln_bias, w_post, w_out, b_out, eps, min_std = args
+    tape = kwargs.get("tape")
+    if tape is None or len(tape.steps) != action_terms.shape[1]:
+        tape = Tape()                           # called without a filled tape: run the forward again
+        filter_sequence(*args, tape=tape)
+    weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
     deter_size, size = deter0.shape[-1], stoch0.shape[-1]
+    ends = [deter_size, deter_size + size, deter_size + 2 * size]
 
-    def vjp(grad_out):                                                    # (B, T, H+3Z)
-        grad_deter_out = grad_out[..., :deter_size]
-        grad_stoch_out = grad_out[..., deter_size:deter_size + size]
-        grad_mean_out = grad_out[..., deter_size + size:deter_size + 2 * size]
-        grad_std_out = grad_out[..., deter_size + 2 * size:]
-        carry_deter = onp.zeros_like(deter0)
-        carry_stoch = onp.zeros_like(stoch0)
-        # Only what flows back through time is computed in the loop; the weight gradients are sums
-        # over steps of (input^T grad), done after the loop as one matmul over all B*T rows.
-        per_step = {"stoch": [], "std": [], "out_layer": [], "hidden_pre": [], "gates": [], "pre": []}
+    def vjp(d_outputs):                                                       # (B, T, H+3Z)
+        d_deter_out, d_stoch_out, d_mean_out, d_std_out = onp.split(d_outputs, ends, axis=-1)
+        carry_deter, carry_stoch = onp.zeros_like(deter0), onp.zeros_like(stoch0)
+        per_step = []
         for t in reversed(range(action_terms.shape[1])):
-            gru_in, gate_saved, deter, hidden_pre, hidden, raw_std = tape[t]
-            # z_t = mean + std * eps_t
-            grad_stoch = grad_stoch_out[:, t] + carry_stoch
-            grad_std = grad_std_out[:, t] + grad_stoch * eps[:, t]
-            # std = softplus(s) + min_std;  [mean, s] = elu(u) W_out + b_out
-            grad_out_layer = onp.concatenate([grad_mean_out[:, t] + grad_stoch, grad_std * sigmoid(raw_std)],
-                                             axis=-1)                     # (B, 2Z)
-            grad_hidden_pre = (grad_out_layer @ w_out.T) * onp.minimum(hidden + 1.0, 1.0)   # elu' (B, U)
-            # u = h_t W_post + e_term_t
-            grad_deter = grad_deter_out[:, t] + carry_deter + grad_hidden_pre @ w_post.T
-            # h_t = GRU gates([h_{t-1}, z_{t-1}] W_hz + a_term_t, h_{t-1})
-            grad_pre, grad_deter_prev, grad_gates = gru_gates_backward(grad_deter, ln_scale, gate_saved)
-            grad_gru_in = grad_pre @ w_hz.T                                # (B, H+Z)
-            carry_deter = grad_gru_in[:, :deter_size] + grad_deter_prev
-            carry_stoch = grad_gru_in[:, deter_size:]
-            for name, value in (("stoch", grad_stoch), ("std", grad_std), ("out_layer", grad_out_layer),
-                                ("hidden_pre", grad_hidden_pre), ("gates", grad_gates), ("pre", grad_pre)):
-                per_step[name].append(value)
+            d_out = (d_deter_out[:, t], d_stoch_out[:, t], d_mean_out[:, t], d_std_out[:, t])
+            carry_deter, carry_stoch, grads = step_backward(d_out, carry_deter, carry_stoch, tape.steps[t],
+                                                            weights, eps[:, t], first_step=t == 0)
+            per_step.append(grads)
+        per_step.reverse()
 
-        def rows(name):      # the per-step gradients as (B*T, F), in time order
-            return onp.stack(per_step[name][::-1], axis=1).reshape(-1, per_step[name][0].shape[-1])
+        def rows(name, source):      # one named value of every step as (B*T, F), rows in (b, t) order
+            return onp.stack([step[name] for step in source], axis=1).reshape(-1, source[0][name].shape[-1])
 
-        def inputs(index):   # a saved forward input, every step, as (B*T, F)
-            return onp.stack([step[index] for step in tape], axis=1).reshape(-1, tape[0][index].shape[-1])
-
-        batch, steps = action_terms.shape[:2]
-        normed = onp.stack([step[1][1] for step in tape], axis=1).reshape(batch * steps, -1)
-        grad_gates, grad_out_layer = rows("gates"), rows("out_layer")
-        all_grads = {
-            0: lambda: carry_deter,
-            1: lambda: carry_stoch,
-            2: lambda: rows("pre").reshape(action_terms.shape),
-            3: lambda: rows("hidden_pre").reshape(embed_terms.shape),
-            4: lambda: inputs(0).T @ rows("pre"),                               # w_hz
-            5: lambda: (grad_gates * normed).sum(axis=0),                       # ln_scale
-            6: lambda: grad_gates.sum(axis=0),                                  # ln_bias
-            7: lambda: inputs(2).T @ rows("hidden_pre"),                        # w_post
-            8: lambda: inputs(4).T @ grad_out_layer,                            # w_out
-            9: lambda: grad_out_layer.sum(axis=0),                              # b_out
-            10: lambda: rows("stoch").reshape(eps.shape) * ans[..., deter_size + 2 * size:],   # eps
-            11: lambda: onp.asarray(rows("std").sum(), dtype=grad_out.dtype),  # min_std
+        d_head, d_gates = rows("head", per_step), rows("gates", per_step)
+        normed = onp.stack([step["gates"]["normed"] for step in tape.steps], axis=1).reshape(d_gates.shape)
+        d_inputs = {
+            "action_terms": lambda: rows("gate_pre", per_step).reshape(action_terms.shape),
+            "embed_terms": lambda: rows("hidden_pre", per_step).reshape(embed_terms.shape),
+            "w_hz": lambda: rows("gru_in", tape.steps).T @ rows("gate_pre", per_step),
+            "ln_scale": lambda: (d_gates * normed).sum(axis=0),
+            "ln_bias": lambda: d_gates.sum(axis=0),
+            "w_post": lambda: rows("deter", tape.steps).T @ rows("hidden_pre", per_step),
+            "w_out": lambda: rows("hidden", tape.steps).T @ d_head,
+            "b_out": lambda: d_head.sum(axis=0),
         }
-        return tuple(all_grads[i]() for i in argnums)
+        return tuple(d_inputs[_ARGUMENTS[i]]() for i in argnums)
 
     return vjp
 
 
 defvjp_argnums(filter_sequence, _filter_sequence_vjp)
+
+
+def observe(params, config, state, prev_actions, embed, eps=None):
+    """model.observe's loop, fused: the same (B, T, .) deter, stoch, mean, std of the posterior.
+
+    Computes the two terms that do not depend on the recurrence for all frames at once (see the
+    module docstring), then runs filter_sequence. state {"deter" (B, H), "stoch" (B, Z)};
+    prev_actions (B, T, A); embed (B, T, E); eps (B, T, Z) or None for the posterior mean.
+    """
+    batch, steps = embed.shape[:2]
+    gru, post = params["gru"], params["posterior"]
+    action_size = prev_actions.shape[-1]
+    action_terms = (prev_actions.reshape(batch * steps, action_size) @ gru["w"][-action_size:]
+                    + gru["b"]).reshape(batch, steps, -1)                              # (B, T, 3H)
+    embed_terms = (embed.reshape(batch * steps, -1) @ post["w_embed"]
+                   + post["b"]).reshape(batch, steps, -1)                              # (B, T, U)
+    if eps is None:
+        eps = onp.zeros((batch, steps, config.stoch_size), dtype=config.dtype)       # z = mean + std * 0
+    out = filter_sequence(state["deter"], state["stoch"], action_terms, embed_terms, gru["w"][:-action_size],
+                          gru["ln_scale"], gru["ln_bias"], post["w_deter"], post["out"]["w"], post["out"]["b"],
+                          eps, config.min_std, tape=Tape())
+    deter_size, size = config.deter_size, config.stoch_size
+    deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
+    return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (B, T, .)
+

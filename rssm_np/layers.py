@@ -2,11 +2,12 @@
 
 Every forward is a pure function (params, inputs) -> outputs over `autograd.numpy`, so autograd
 differentiates it; each `init_<layer>(rng, ...)` builds the plain dict of arrays it reads.
-Shapes: B batch (or batch*time), I input features, O output features, H deter size.
+Shapes (the glossary is in model.py): B rows (a batch, or B*T when time is folded in),
+I input features, O output features, H deter size.
 """
 
-import autograd.numpy as np
-import numpy as onp
+import autograd.numpy as np     # traced NumPy: these layers are differentiated
+import numpy as onp             # plain NumPy: initial weights and the primitives' own arithmetic
 from autograd.extend import defvjp, primitive
 
 
@@ -79,7 +80,12 @@ def init_mlp(rng, sizes, dtype="float32"):
 
 
 def mlp(layers, x):
-    """y = W_n elu(... elu(W_1 x + b_1) ...) + b_n: ELU between layers, none after the last."""
+    """y = W_n elu(... elu(W_1 x + b_1) ...) + b_n: ELU between layers, none after the last.
+
+    x (..., I) -> y (..., O). Inputs with time, (B, T, I), are folded into B*T rows first (see dense).
+    """
+    if x.ndim > 2:
+        return mlp(layers, x.reshape(-1, x.shape[-1])).reshape(x.shape[:-1] + (-1,))
     for layer in layers[:-1]:
         x = elu(dense(layer, x))                            # (B, hidden)
     return dense(layers[-1], x)                             # (B, O)
@@ -117,8 +123,8 @@ def gru_gates(pre, deter, ln_scale, ln_bias):
         h_t = u * c + (1 - u) * h_{t-1}
 
     pre (B, 3H), deter h_{t-1} (B, H) -> h_t (B, H).
-    Like Dreamer's GRU, the reset gate acts on the candidate's pre-activation (not on h before the
-    matmul), so all three gates come from one matrix product.
+    As in DreamerV2's layer-norm GRU, the reset gate acts on the candidate's pre-activation (not on
+    h before the matmul), so all three gates come from one matrix product.
     """
     normed = layer_norm(pre, ln_scale, ln_bias)             # (B, 3H)
     size = deter.shape[-1]

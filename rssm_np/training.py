@@ -5,16 +5,15 @@ Every random draw at step k (the batch and the sampling noise) is seeded by (con
 so a run stopped at step k and resumed from its checkpoint continues exactly as if never stopped.
 """
 
-import ctypes
-import ctypes.util
-import sys
 import time
 
 import numpy as np
 from autograd import value_and_grad
+from autograd.tracer import getval
 
 from .adam import adam_step, clip_by_global_norm, init_adam
-from .model import init_params, negative_elbo
+from .model import elbo_inputs, init_params, negative_elbo
+from .speed import keep_freed_memory
 from .world import make_dataset
 
 
@@ -39,25 +38,6 @@ def tree_rebuild(template, leaves):
         return leaves[next(position)]
 
     return build(template)
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
-
-    A train step allocates and frees dozens of arrays of a few MB. By default glibc hands each
-    one back to the kernel, and the next allocation page-faults fresh zeroed pages in: measured
-    here, 200k page faults in 40 steps and ~15% of the step time. Keeping the memory cuts that to
-    30k. Only this process's allocator is affected; elsewhere than Linux/glibc it does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mmap_threshold, trim_threshold, top_pad = -3, -1, -2      # mallopt parameter numbers
-        return bool(libc.mallopt(mmap_threshold, 256 << 20) and libc.mallopt(trim_threshold, 1 << 30)
-                    and libc.mallopt(top_pad, 64 << 20))
-    except (OSError, AttributeError):
-        return False
 
 
 def training_batch(config, step):
@@ -92,10 +72,13 @@ def make_train_step(config):
     One step: batch_k -> (L, dL/dtheta) by autograd -> clip -> Adam.
     """
     keep_freed_memory()
-    def objective(leaves, template, batch, seed, stats):
+
+    def objective(leaves, template, inputs, stats):
         # autograd differentiates with respect to a flat list of arrays: every lookup in a traced
         # nested dict costs a traced call whose backward rebuilds zero-filled copies of the dict.
-        return negative_elbo(tree_rebuild(template, leaves), batch, config, seed=seed, stats=stats)
+        total, recon, kl = negative_elbo(tree_rebuild(template, leaves), config, *inputs)
+        stats.update(loss=float(getval(total)), recon=float(getval(recon)), kl=float(getval(kl)))
+        return total
 
     loss_and_grad = value_and_grad(objective)
 
@@ -104,7 +87,8 @@ def make_train_step(config):
         batch = training_batch(config, step)
         stats = {}
         leaves = tree_leaves(state["params"])
-        _, grads = loss_and_grad(leaves, state["params"], batch, (config.seed, step, 1), stats)
+        inputs = elbo_inputs(batch, config, seed=(config.seed, step, 1))
+        _, grads = loss_and_grad(leaves, state["params"], inputs, stats)
         grads, stats["grad_norm"] = clip_by_global_norm(grads, config.grad_clip)
         stats["finite"] = bool(np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]))
         if not stats["finite"]:

@@ -59,14 +59,14 @@ def test_masked_likelihood_ignores_occluded_pixels():
     rows = 6 * 20
     mask = batch["mask"].reshape(rows, -1)
     assert mask.any() and not mask.all()
-    weight = likelihood_weight(batch, config, rows)
+    weight = likelihood_weight(batch, config).reshape(rows, -1)             # (B, T, D) -> (B*T, D)
     np.testing.assert_array_equal(weight == 0, mask)
     logits = np.random.default_rng(0).standard_normal((rows, 256))
     pixels = batch["obs"].reshape(rows, -1).astype(np.float64)
     base = bernoulli_nll(logits, pixels, weight)
     np.testing.assert_array_equal(bernoulli_nll(logits, np.where(mask, 0.7, pixels), weight), base)
     assert not np.array_equal(bernoulli_nll(logits, np.where(mask, pixels, 0.7), weight), base)
-    assert likelihood_weight(batch, Config(**SMALL, occlusion=True, masked_likelihood=False), rows) is None
+    assert likelihood_weight(batch, Config(**SMALL, occlusion=True, masked_likelihood=False)) is None
 
 
 def test_sampled_futures_shapes_seeds_and_spread():

@@ -83,9 +83,7 @@ def test_gru_step(seed):
             "a": rng.standard_normal((5, 2))}
 
     def step(p):
-        params = {"gru": p["gru"]}
-        w_hz, action_terms = model._gru_input_terms(params, p["a"][:, None, :])   # one time step
-        return weighted_sum(model.transition(params, p["h"], p["z"], action_terms[:, 0], w_hz), seed)
+        return weighted_sum(model.transition({"gru": p["gru"]}, p["h"], p["z"], p["a"]), seed)
 
     check_tree(step, tree, seed)
 
@@ -198,13 +196,41 @@ def _filter_inputs(seed, batch=3, steps=4, deter=5, stoch=2, hidden=6):
             "b_out": 0.3 * rng.standard_normal(2 * stoch), "eps": rng.standard_normal((batch, steps, stoch))}
 
 
+FILTER_ARGUMENTS = ["deter", "stoch", "action_terms", "embed_terms", "w_hz", "ln_scale", "ln_bias",
+                    "w_post", "w_out", "b_out", "eps"]     # positional: autograd traces positional arguments only
+DIFFERENTIATED = ["action_terms", "embed_terms", "w_hz", "ln_scale", "ln_bias", "w_post", "w_out", "b_out"]
+
+
+def _run_filter(inputs, differentiated, tape=None):
+    """fused.filter_sequence with `differentiated` (a dict) in place of those inputs."""
+    values = [differentiated.get(name, inputs[name]) for name in FILTER_ARGUMENTS]
+    return fused.filter_sequence(*values, 0.1, tape=tape)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_fused_filter_sequence_finite_differences(seed):
-    """Backpropagation through time by hand (fused.filter_sequence), every input, against finite differences."""
-    names = ["deter", "stoch", "action_terms", "embed_terms", "w_hz", "ln_scale", "ln_bias",
-             "w_post", "w_out", "b_out", "eps"]     # positional: autograd traces positional arguments only
-    check_tree(lambda p: weighted_sum(fused.filter_sequence(*[p[n] for n in names], 0.1), seed),
-               _filter_inputs(seed), seed)
+    """Backpropagation through time by hand (fused.filter_sequence), every input training
+    differentiates, against finite differences."""
+    inputs = _filter_inputs(seed)
+    check_tree(lambda p: weighted_sum(_run_filter(inputs, p, fused.Tape()), seed),
+               {name: inputs[name] for name in DIFFERENTIATED}, seed)
+
+
+def test_fused_filter_sequence_with_and_without_a_tape():
+    """The VJP reads the tape the forward filled; given none, it runs the forward again: same gradient."""
+    inputs = _filter_inputs(0)
+    weights = {name: inputs[name] for name in DIFFERENTIATED}
+    with_tape = grad(lambda p: weighted_sum(_run_filter(inputs, p, fused.Tape()), 0))(weights)
+    without = grad(lambda p: weighted_sum(_run_filter(inputs, p, None), 0))(weights)
+    for name in DIFFERENTIATED:
+        onp.testing.assert_array_equal(with_tape[name], without[name])
+
+
+def test_fused_filter_sequence_refuses_gradients_training_never_needs():
+    inputs = _filter_inputs(0)
+    for name in ("deter", "eps"):
+        with pytest.raises(NotImplementedError, match=name):
+            grad(lambda x: np.sum(_run_filter(inputs, {name: x})))(inputs[name])
 
 
 @pytest.mark.parametrize("seed", SEEDS)
