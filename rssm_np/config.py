@@ -9,12 +9,13 @@ from . import validate
 @dataclass
 class Config:
     # --- the world ---
-    image_size: int = 32          # S: frames are S x S pixels (32 or 64)
+    image_size: int = 32          # S: frames are S x S pixels (any S >= 8; the source post uses 32 or 64)
     action_size: int = 2          # A: actions push the dot in x and y
     occlusion: bool = False       # train on frames with occluders
     control: bool = False         # train on random actions that push the dot
-    boundary: str = "bounce"      # walls: "bounce" or "clip"
+    boundary: str = "bounce"      # walls: "bounce", "clip" or "random" (reflect, then redraw the velocity)
     # --- the model ---
+    model: str = "rssm"           # "rssm": h and z; "rnn": deterministic only; "ssm": stochastic only (model.py)
     deter_size: int = 128         # H: size of the deterministic memory h_t (the GRU state)
     stoch_size: int = 16          # Z: size of the stochastic state z_t
     hidden_size: int = 256        # width of every MLP layer (encoder, prior, posterior, decoder)
@@ -31,7 +32,8 @@ class Config:
     min_learning_rate: float = 1e-4  # the step size never decays below this
     grad_clip: float = 100.0      # clip the global gradient norm to this
     dtype: str = "float32"        # training precision; gradient checks use float64
-    fused: bool = True            # filter with fused.filter_sequence (hand-written backward); False: plain autograd
+    fused: bool = True            # rssm: filter with fused.filter_sequence (hand-written backward); False, or
+                                  # model "rnn" / "ssm": the plain autograd loop over model.obs_step
     seed: int = 0                 # one seed fixes the initial weights, the data and the noise
 
     def __post_init__(self):
@@ -60,7 +62,8 @@ def check_config(config):
     for name in ("occlusion", "control", "masked_likelihood", "fused"):
         if not isinstance(getattr(config, name), bool):
             raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")
-    validate.check_choice("config.boundary", config.boundary, ("bounce", "clip"))
+    validate.check_choice("config.boundary", config.boundary, ("bounce", "clip", "random"))
+    validate.check_choice("config.model", config.model, ("rssm", "rnn", "ssm"))
     validate.check_choice("config.dtype", config.dtype, ("float32", "float64"))
     validate.check_number("config.min_std", config.min_std, minimum=0.0, strict_minimum=True)
     validate.check_number("config.free_nats", config.free_nats, minimum=0.0)

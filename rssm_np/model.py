@@ -11,6 +11,12 @@ Read it in this order: the five equations (encode ... decode), then the two step
 them, img_step (dream one step) and obs_step (the same step, then correct with the image), then
 the two loops over them, imagine and observe, then the bound, negative_elbo.
 
+Three models share this file, chosen by Config.model, and differ in a few lines each:
+    "rssm"  the above: deterministic memory h and stochastic state z
+    "rnn"   deterministic only: z_t is the mean of its head, with no noise anywhere (state_head)
+    "ssm"   stochastic only, no memory: z_t ~ p(z_t | z_{t-1}, a_{t-1}) (ssm_transition), and the
+            decoder reads z_t alone (decode)
+
 Shapes, the same letters in every file of rssm_np:
     B sequences in a batch      T time steps (frames)      K imagined steps (horizon)
     M sampled futures           H deter size (h)           Z stoch size (z)
@@ -44,20 +50,26 @@ def init_params(config, seed=0, pixel_mass=DOT_PIXEL_MASS):
     rng = onp.random.default_rng(seed)
     c, dtype = config, config.dtype
     pixels = c.image_size ** 2
-    decoder = init_mlp(rng, [c.deter_size + c.stoch_size, c.hidden_size, c.hidden_size, pixels], dtype)
+    head = c.stoch_size if c.model == "rnn" else 2 * c.stoch_size           # rnn: a mean, no std
+    features = c.stoch_size if c.model == "ssm" else c.deter_size + c.stoch_size
+    decoder = init_mlp(rng, [features, c.hidden_size, c.hidden_size, pixels], dtype)
     mean_pixel = pixel_mass / pixels
     decoder[-1]["b"] = onp.full(pixels, math.log(mean_pixel / (1 - mean_pixel)), dtype=dtype)
     posterior_in = init_dense(rng, c.deter_size + c.embed_size, c.hidden_size, dtype)
+    if c.model == "ssm":
+        transition_params = {"ssm": init_dense(rng, c.stoch_size + c.action_size, c.deter_size, dtype)}
+    else:
+        transition_params = {"gru": init_gru(rng, c.stoch_size + c.action_size, c.deter_size, dtype)}
     return {
         "encoder": init_mlp(rng, [pixels, c.hidden_size, c.embed_size], dtype),
-        "gru": init_gru(rng, c.stoch_size + c.action_size, c.deter_size, dtype),
-        "prior": init_mlp(rng, [c.deter_size, c.hidden_size, 2 * c.stoch_size], dtype),
+        **transition_params,
+        "prior": init_mlp(rng, [c.deter_size, c.hidden_size, head], dtype),
         # The posterior's first layer is kept as two blocks, W [h; e] = W_h h + W_e e (see posterior).
         "posterior": {
             "w_deter": posterior_in["w"][:c.deter_size],
             "w_embed": posterior_in["w"][c.deter_size:],
             "b": posterior_in["b"],
-            "out": init_dense(rng, c.hidden_size, 2 * c.stoch_size, dtype),
+            "out": init_dense(rng, c.hidden_size, head, dtype),
         },
         "decoder": decoder,
     }
@@ -85,31 +97,59 @@ def transition(params, deter, stoch, action):
     return gru_gates(pre, deter, gru["ln_scale"], gru["ln_bias"])                   # (B, H)
 
 
-def prior(params, deter, min_std):
+def ssm_transition(params, stoch, action):
+    """The "ssm" model's transition: h_t = elu([z_{t-1}, a_{t-1}] W + b), no memory.
+
+    Here h_t is only the first hidden layer of p(z_t | z_{t-1}, a_{t-1}): it sees the last z and
+    action and nothing older, and the decoder never reads it, so z_t alone is the state.
+    stoch z_{t-1} (B, Z), action a_{t-1} (B, A) -> (B, H).
+    """
+    return elu(dense(params["ssm"], np.concatenate([stoch, action], axis=-1)))      # (B, H)
+
+
+def state_head(config, out):
+    """(mean, std) of z_t from a head's output: a Gaussian, or for "rnn" a point.
+
+    rssm, ssm: gaussian_head, std = softplus(o_2) + min_std.
+    rnn:       mean = o, std = 1, and z_t = mean always (img_step, obs_step never sample), so no
+               random variable is left; with both stds at 1 the KL of the loss becomes
+               0.5 ||mean_q - mean_p||^2: the prior's mean regressed onto the posterior's.
+    out (..., 2Z), or (..., Z) for rnn -> mean, std (..., Z).
+    """
+    if config.model == "rnn":
+        return out, np.ones(out.shape, dtype=config.dtype)
+    return gaussian_head(out, config.min_std)
+
+
+def prior(params, config, deter):
     """p(z_t | h_t) = N(mean, std): the guess of z_t from memory alone, before seeing x_t.
 
-    [mean, std] = gaussian_head(MLP(h_t)).   deter (..., H) -> mean, std (..., Z).
+    [mean, std] = state_head(MLP(h_t)).   deter (..., H) -> mean, std (..., Z).
     """
-    return gaussian_head(mlp(params["prior"], deter), min_std)
+    return state_head(config, mlp(params["prior"], deter))
 
 
-def posterior(params, deter, embed, min_std):
+def posterior(params, config, deter, embed):
     """q(z_t | h_t, x_t) = N(mean, std): memory corrected by the image (the "Kalman update").
 
-    [mean, std] = gaussian_head(W_out elu(W [h_t; embed_t] + b) + b_out), with the first layer
+    [mean, std] = state_head(W_out elu(W [h_t; embed_t] + b) + b_out), with the first layer
     kept as two blocks, W [h; e] = W_h h + W_e e, so that the fused path can compute W_e e for all
     frames before its loop.   deter (B, H), embed (B, E) -> mean, std (B, Z).
     """
     post = params["posterior"]
     hidden = elu(deter @ post["w_deter"] + embed @ post["w_embed"] + post["b"])   # (B, U)
-    return gaussian_head(dense(post["out"], hidden), min_std)
+    return state_head(config, dense(post["out"], hidden))
 
 
 def decode(params, deter, stoch):
     """p(x_t | h_t, z_t) = Bernoulli(sigmoid(logits)), logits = MLP([h_t, z_t]).
 
     deter (..., H), stoch (..., Z) -> logits (..., D). The frame is sigmoid(logits).
+    The "ssm" model's decoder reads z_t alone (its h_t is a hidden layer of the prior, not a
+    state); its first layer, Z wide, says so.
     """
+    if params["decoder"][0]["w"].shape[0] == stoch.shape[-1]:
+        return mlp(params["decoder"], stoch)
     return mlp(params["decoder"], np.concatenate([deter, stoch], axis=-1))
 
 
@@ -121,13 +161,17 @@ def img_step(params, config, state, action, eps=None):
         h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1})          transition
         z_t ~ p(z_t | h_t)                            prior
 
+    ("ssm": h_t = ssm_transition(z_{t-1}, a_{t-1}), with no h_{t-1}.)
     state {"deter": h_{t-1} (B, H), "stoch": z_{t-1} (B, Z)}; action a_{t-1} (B, A);
     eps (B, Z) standard normal noise, or None for the prior's mean.
     Returns the new state {"deter", "stoch", "mean", "std"}, each (B, .).
     """
-    deter = transition(params, state["deter"], state["stoch"], action)            # (B, H)
-    mean, std = prior(params, deter, config.min_std)                               # (B, Z)
-    stoch = mean if eps is None else sample_gaussian(mean, std, eps)               # (B, Z)
+    if config.model == "ssm":
+        deter = ssm_transition(params, state["stoch"], action)                   # (B, H)
+    else:
+        deter = transition(params, state["deter"], state["stoch"], action)       # (B, H)
+    mean, std = prior(params, config, deter)                                     # (B, Z)
+    stoch = sample(config, mean, std, eps)                                       # (B, Z)
     return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}
 
 
@@ -142,10 +186,18 @@ def obs_step(params, config, state, action, embed, eps=None):
     prior's is what the model would have guessed, the posterior's what it believes after seeing.
     """
     prior_state = img_step(params, config, state, action)                         # (B, .)
-    mean, std = posterior(params, prior_state["deter"], embed, config.min_std)    # (B, Z)
-    stoch = mean if eps is None else sample_gaussian(mean, std, eps)              # (B, Z)
+    mean, std = posterior(params, config, prior_state["deter"], embed)           # (B, Z)
+    stoch = sample(config, mean, std, eps)                                       # (B, Z)
     post_state = {"deter": prior_state["deter"], "stoch": stoch, "mean": mean, "std": std}
     return post_state, prior_state
+
+
+def sample(config, mean, std, eps):
+    """z_t = mean + std * eps (sample_gaussian), or z_t = mean when eps is None or the model is
+    "rnn", which has no random variable: given eps, it still returns its one future."""
+    if eps is None or config.model == "rnn":
+        return mean
+    return sample_gaussian(mean, std, eps)
 
 
 # --- the loops --------------------------------------------------------------------------------
@@ -175,16 +227,17 @@ def observe(params, config, embed, prev_actions, eps=None, state=None, fused_cor
     action that led into frame t (see actions_into_frames); eps (B, T, Z) standard normal noise
     for the samples, or None for the posterior mean. state: (h, z) to continue from, or None for
     the empty memory. fused_core: run the loop as fused.observe (one primitive with a hand-written
-    backward, the default for speed); None takes config.fused. Both compute the same numbers.
+    backward, the default for speed; "rssm" only); None takes config.fused. Both compute the same
+    numbers.
     Returns a dict of (B, T, .) arrays: deter, stoch, post_mean, post_std, prior_mean, prior_std.
     """
     batch, steps = embed.shape[:2]
     state = initial_state(config, batch, config.dtype) if state is None else \
         {"deter": state[0], "stoch": state[1]}
-    if config.fused if fused_core is None else fused_core:
+    if (config.fused if fused_core is None else fused_core) and config.model == "rssm":
         post = fused.observe(params, config, state, prev_actions, embed, eps)
         # The prior feeds nothing forward in filtering, so it runs once over all B*T rows.
-        prior_mean, prior_std = prior(params, post["deter"], config.min_std)                # (B, T, Z)
+        prior_mean, prior_std = prior(params, config, post["deter"])                        # (B, T, Z)
         return {"deter": post["deter"], "stoch": post["stoch"], "post_mean": post["mean"],
                 "post_std": post["std"], "prior_mean": prior_mean, "prior_std": prior_std}
     noise = [None] * steps if eps is None else unstack_time(eps)                         # T x (B, Z)
@@ -302,12 +355,13 @@ def predict(params, config, obs, actions=None, horizon=10, *, seed=0, samples=No
     obs (B, C, S, S) in [0, 1]; actions (B, C + horizon - 1, A) or None (zeros): actions[:, t]
     acts after frame t, so the imagined steps use actions[:, C-1:]. Returns the decoded frames
     sigmoid(logits) in [0, 1]: (B, K, S, S) along the prior *mean* path when samples is None, or
-    (B, M, K, S, S) with M = samples and z sampled from the prior at every imagined step.
+    (B, M, K, S, S) with M = samples and z sampled from the prior at every imagined step (for
+    "rnn", M identical futures: it has no random variable).
     """
     check_params(params, config)
     check_seed("seed", seed)
     obs, actions, horizon = check_predict_args(config, obs, actions, horizon, samples)
-    dtype = params["gru"]["w"].dtype
+    dtype = config.dtype
     batch, context, size = obs.shape[:3]
     if actions is None:
         actions = onp.zeros((batch, context + horizon - 1, config.action_size), dtype=dtype)

@@ -89,7 +89,7 @@ def check_dataset_args(n, T, size, seed, boundary):
     check_int("T", T)
     check_int("size", size, minimum=8)
     check_seed("seed", seed)
-    check_choice("boundary", boundary, ("bounce", "clip"))
+    check_choice("boundary", boundary, ("bounce", "clip", "random"))
 
 
 def check_batch(batch, config):
@@ -138,16 +138,21 @@ def check_params(params, config):
         raise TypeError(f"config must be a rssm_np.Config, got {_describe(config)}")
     if not isinstance(params, (dict, DictBox)):
         raise TypeError(f"params must be the dict from init_params(config), got {_describe(params)}")
-    missing = [key for key in ("encoder", "gru", "prior", "posterior", "decoder") if key not in params]
+    recurrence = "ssm" if config.model == "ssm" else "gru"
+    missing = [key for key in ("encoder", recurrence, "prior", "posterior", "decoder") if key not in params]
     if missing:
-        raise ValueError(f"params is missing {missing}; expected the dict from init_params(config)")
+        raise ValueError(f"params is missing {missing}; expected the dict from init_params(config) "
+                         f"for model {config.model!r}")
     c = config
     pixels, hidden = c.image_size ** 2, c.hidden_size
+    head = c.stoch_size if c.model == "rnn" else 2 * c.stoch_size
+    inputs = c.stoch_size + c.action_size
     expected = [
         ("params['encoder'][0]['w']", lambda p: p["encoder"][0]["w"], (pixels, hidden)),
-        ("params['gru']['w']", lambda p: p["gru"]["w"], (c.deter_size + c.stoch_size + c.action_size, 3 * c.deter_size)),
+        (f"params['{recurrence}']['w']", lambda p: p[recurrence]["w"],
+         (inputs, c.deter_size) if c.model == "ssm" else (c.deter_size + inputs, 3 * c.deter_size)),
         ("params['posterior']['w_embed']", lambda p: p["posterior"]["w_embed"], (c.embed_size, hidden)),
-        ("params['prior'][-1]['w']", lambda p: p["prior"][-1]["w"], (hidden, 2 * c.stoch_size)),
+        ("params['prior'][-1]['w']", lambda p: p["prior"][-1]["w"], (hidden, head)),
         ("params['decoder'][-1]['w']", lambda p: p["decoder"][-1]["w"], (hidden, pixels)),
     ]
     for name, get, shape in expected:

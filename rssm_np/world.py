@@ -5,7 +5,9 @@ This file is plain NumPy and knows nothing of the model. It makes the data the R
 True state s_t = (x, y, vx, vy) in pixel units, x the column and y the row.
     x_{t+1} = x_t + vx_t          (and the same for y)
 Walls:  "bounce" reflects the position and flips that velocity component;
-        "clip"   clamps the position to the screen and zeroes that component.
+        "clip"   clamps the position to the screen and zeroes that component;
+        "random" reflects the position and redraws the velocity at random (away from the wall):
+                 the only randomness in the world's motion, and only at the walls.
 Observation: an S x S image in [0, 1] holding a Gaussian blob of std DOT_SIGMA px at (x, y).
 Occlusion (optional): rectangles that hide the dot from the *image only*, never from the state.
 Control (optional): actions a_t in [-1, 1]^2 push the velocity after frame t is seen:
@@ -13,7 +15,7 @@ Control (optional): actions a_t in [-1, 1]^2 push the velocity after frame t is 
 The random policy that makes the data pushes on about half the frames (uniform in [-1, 1]^2) and
 coasts (a_t = 0) on the rest, so both pushed and free flight appear in training.
 
-Shapes: N sequences, T time steps, S pixels a side.
+Shapes (the glossary is in model.py): B sequences, T time steps, S pixels a side.
 """
 
 import numpy as np
@@ -25,13 +27,25 @@ OCCLUDER_SIDE = (4, 12)      # rectangle side in px, inclusive range
 OCCLUDER_FRAMES = (3, 10)    # how long one occluder persists, inclusive range
 OCCLUDER_START_PROB = 0.1    # chance per free frame that a new occluder appears
 PUSH_PROB = 0.5              # with control, chance per frame of a random push (else the action is 0)
-BOUNDARIES = ("bounce", "clip")
+BOUNDARIES = ("bounce", "clip", "random")
 
 
-def step_state(state, action, size, boundary):
+def step_state(state, action, size, boundary, rng=None):
     """s_{t+1} = f(s_t, a_t): push the velocity, move, then apply the walls.
 
-    state (N, 4) [x, y, vx, vy]; action (N, 2) in [-1, 1]; returns (N, 4).
+    state (B, 4) [x, y, vx, vy]; action (B, 2) in [-1, 1]; rng: a np.random.Generator, needed
+    only by the "random" walls. Returns (B, 4).
+    """
+    return step_with_events(state, action, size, boundary, rng)[0]
+
+
+def step_with_events(state, action, size, boundary, rng=None):
+    """step_state, also saying which dots had their velocity redrawn: (B, 4), (B,) bool.
+
+    "random" walls reflect the position as "bounce" does, then redraw the velocity: speed uniform
+    in [0.5, MAX_SPEED], direction uniform over the directions that point away from the wall(s)
+    hit (a uniform angle whose component along each hit wall's normal is turned to point inward).
+    Free flight stays deterministic: the world is random exactly where it must be, at the walls.
     """
     pos, vel = state[:, :2], state[:, 2:]
     vel = vel + ACTION_GAIN * action
@@ -40,15 +54,26 @@ def step_state(state, action, size, boundary):
     vel = vel * np.minimum(1.0, MAX_SPEED / np.maximum(speed, 1e-12))
     pos = pos + vel
     high = size - 1.0
-    if boundary == "bounce":
-        below, above = pos < 0, pos > high
+    below, above = pos < 0, pos > high                                        # (B, 2) per axis
+    redrawn = np.zeros(len(state), dtype=bool)
+    if boundary in ("bounce", "random"):
         pos = np.where(below, -pos, np.where(above, 2 * high - pos, pos))
         vel = np.where(below | above, -vel, vel)
     else:  # clip
-        hit = (pos < 0) | (pos > high)
+        hit = below | above
         pos = np.clip(pos, 0.0, high)
         vel = np.where(hit, 0.0, vel)
-    return np.concatenate([pos, vel], axis=1)
+    if boundary == "random":
+        if rng is None:
+            raise ValueError("boundary 'random' needs rng, a np.random.Generator, to redraw the velocity")
+        angle = rng.uniform(0, 2 * np.pi, size=len(state))
+        new_speed = rng.uniform(0.5, MAX_SPEED, size=(len(state), 1))
+        direction = np.stack([np.cos(angle), np.sin(angle)], axis=1)           # (B, 2)
+        inward = np.where(below, 1.0, -1.0)                                    # away from the wall hit
+        direction = np.where(below | above, np.abs(direction) * inward, direction)
+        redrawn = (below | above).any(axis=1)                                  # (B,)
+        vel = np.where(redrawn[:, None], new_speed * direction, vel)
+    return np.concatenate([pos, vel], axis=1), redrawn
 
 
 def render(positions, size):
@@ -68,7 +93,7 @@ def render(positions, size):
 def sample_occluders(rng, n, steps, size):
     """Rectangles that appear at random and persist OCCLUDER_FRAMES frames.
 
-    Returns mask (N, T, S, S) bool, True where the image is hidden.
+    Returns mask (B, T, S, S) bool, True where the image is hidden.
     """
     mask = np.zeros((n, steps, size, size), dtype=bool)
     for i in range(n):
@@ -96,6 +121,8 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
       states   (n, T, 4)    float32             true [x, y, vx, vy], never touched by occlusion
       mask     (n, T, S, S) bool                True where an occluder hides the pixel
       visible  (n, T)       bool                the dot's centre pixel is not hidden
+      events   (n, T)       bool                the step that made frame t redrew the velocity
+                                                (random walls only; the new velocity shows from frame t+1)
     The same seed gives the same data. `seed` may be an int or a tuple of ints.
     """
     from .validate import check_dataset_args
@@ -111,10 +138,11 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
         actions = np.where(pushed, rng.uniform(-1.0, 1.0, size=(n, T, 2)), 0.0)
     else:
         actions = np.zeros((n, T, 2))
-    states = [state]
+    states, events = [state], [np.zeros(n, dtype=bool)]
     for t in range(T - 1):
-        state = step_state(state, actions[:, t], size, boundary)
+        state, redrawn = step_with_events(state, actions[:, t], size, boundary, rng)
         states.append(state)
+        events.append(redrawn)
     states = np.stack(states, axis=1)                                          # (n, T, 4)
     obs = render(states[..., :2], size)                                        # (n, T, S, S)
     if occlusion:
@@ -131,4 +159,5 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
         "states": states.astype(np.float32),
         "mask": mask,
         "visible": visible,
+        "events": np.stack(events, axis=1),
     }
