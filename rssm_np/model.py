@@ -53,6 +53,26 @@ def init_params(config, seed=0):
     }
 
 
+def param_shapes(config):
+    """The shape of every array init_params(config) builds, in the same nested dict, built
+    without allocating any (so a checkpoint's sizes are checked before memory is spent)."""
+    c, pixels = config, config.image_size ** 2
+
+    def mlp_shapes(sizes):
+        return [{"w": (i, o), "b": (o,)} for i, o in zip(sizes[:-1], sizes[1:])]
+
+    three_h = 3 * c.deter_size
+    return {
+        "encoder": mlp_shapes([pixels, c.hidden_size, c.embed_size]),
+        "gru": {"w": (c.deter_size + c.stoch_size + c.action_size, three_h), "b": (three_h,),
+                "ln_scale": (three_h,), "ln_bias": (three_h,)},
+        "prior": mlp_shapes([c.deter_size, c.hidden_size, 2 * c.stoch_size]),
+        "posterior": {"w_deter": (c.deter_size, c.hidden_size), "w_embed": (c.embed_size, c.hidden_size),
+                      "b": (c.hidden_size,), "out": mlp_shapes([c.hidden_size, 2 * c.stoch_size])[0]},
+        "decoder": mlp_shapes([c.deter_size + c.stoch_size, c.hidden_size, c.hidden_size, pixels]),
+    }
+
+
 def unpack(params):
     """The same nested params, rebuilt as plain Python dicts and lists of (traced) arrays.
 
