@@ -218,7 +218,8 @@ class _Members:
             raise ValueError(f"{self.where}: '{key}' must hold floats, got dtype {value.dtype}")
         if value.shape != tuple(shape):
             raise ValueError(f"{self.where}: '{key}' has shape {value.shape}, but its config builds {tuple(shape)}")
-        value = value.astype(dtype)
+        with np.errstate(over="ignore"):          # an overflow is what the next line reports
+            value = value.astype(dtype)
         if not np.all(np.isfinite(value)):
             raise ValueError(f"{self.where}: '{key}' holds NaN or inf (in {dtype})")
         return value

@@ -83,7 +83,9 @@ def check_array(name, value, ndim, last_dims=(), unit_interval=False, dtype=None
         raise ValueError(f"{name} must not be empty, got shape {value.shape}")
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{name} must be finite, but it holds NaN or inf")
-    if dtype is not None and not np.all(np.isfinite(value.astype(dtype))):
+    with np.errstate(over="ignore"):              # an overflow is what this check reports
+        overflows = dtype is not None and not np.all(np.isfinite(value.astype(dtype)))
+    if overflows:
         largest = np.finfo(dtype).max
         raise ValueError(f"{name} must fit in {np.dtype(dtype).name} (|x| <= {largest:.3g}), "
                          f"got values up to {np.abs(value).max():.3g}")
