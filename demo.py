@@ -270,7 +270,10 @@ def results_table(metrics):
 
 def tell(message):
     """A message about how the run ended: to stderr, which stays open when stdout was closed."""
-    print(message, file=sys.stderr, flush=True)
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass                      # the terminal is gone too (SIGHUP): the files on disk say it all
 
 
 def resume_command(args, checkpoint_path):
