@@ -276,10 +276,8 @@ def tell(message):
         pass                      # the terminal is gone too (SIGHUP): the files on disk say it all
 
 
-def resume_command(args, checkpoint_path):
-    words = ["python", "demo.py", "--resume", checkpoint_path, "--out", args.out]
-    if args.steps is not None:
-        words += ["--steps", str(args.steps)]
+def resume_command(path, out, steps):
+    words = ["python", "demo.py", "--resume", path, "--out", out] + ([] if steps is None else ["--steps", str(steps)])
     return " ".join(shlex.quote(word) for word in words)
 
 
@@ -325,13 +323,16 @@ def run(args, received):
     def keep_work(reason, code):
         """Save the last finished step to the checkpoint, say where, return the exit code."""
         current = holder["state"]
+        if current["step"] == state["step"]:
+            tell(f"\n{reason} before the first training step of this run ended; nothing new to save")
+            return code
         try:
             save(checkpoint_path, current["params"], config, current)
         except (OSError, ValueError) as error:
             tell(f"\n{reason}: could not save step {current['step']} ({error}); last checkpoint: {kept()}")
             return code
         tell(f"\n{reason}: saved step {current['step']} to {checkpoint_path}; "
-             f"continue with: {resume_command(args, checkpoint_path)}")
+             f"continue with: {resume_command(checkpoint_path, args.out, args.steps)}")
         return code
 
     try:
@@ -384,8 +385,7 @@ def run(args, received):
         else:
             reason, code = f"error: {error}", 1
         tell(f"\n{reason} during the evaluation; the trained model is saved at {model_path}; evaluate it again "
-             f"with: python demo.py --resume {shlex.quote(model_path)} --out {shlex.quote(args.out)} "
-             f"--steps {state['step']}")
+             f"with: {resume_command(model_path, args.out, state['step'])}")
         return code
 
 
@@ -411,4 +411,7 @@ def evaluate_and_draw(args, config, state, model_path, train_seconds):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # a late Ctrl-C, after the work was saved and the run had ended
+        sys.exit(130)

@@ -1,10 +1,10 @@
 """demo.py never destroys a result it did not make, and every way a run ends keeps the work.
 
-The signal cases run real processes, all at once (each is stopped while its first training step
-runs, so none needs to finish a step): a few seconds in all.
+The signal cases run real processes, all at once, each stopped after its first training step.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,9 +31,9 @@ def start(out):
 
 
 def wait_until_training(process):
-    """Read the run's stdout up to its progress header: it holds its folder and has started training."""
+    """Read the run's stdout up to its first progress line: it holds its folder and has trained a step."""
     for line in process.stdout:
-        if "step |" in line:
+        if re.match(r"\s+\d+ \|", line):
             return
     raise AssertionError(f"demo never started training: {process.stderr.read()}")
 
@@ -81,7 +81,7 @@ def test_every_way_a_run_ends_saves_a_checkpoint_and_says_where(ended, way, code
     checkpoint = os.path.join(folder, "checkpoint.npz")
     assert f"to {checkpoint}; continue with: python demo.py --resume {checkpoint}" in stderr
     _, _, state = load_train_state(checkpoint)
-    assert state["step"] >= 0
+    assert state["step"] >= 1
     assert not [name for name in os.listdir(folder) if name.startswith(".tmp-")]
 
 
@@ -175,3 +175,16 @@ def test_ctrl_c_during_the_evaluation_keeps_the_model_and_says_how_to_evaluate(t
     assert demo.main(["--steps", "1", "--out", out]) == 130
     assert "evaluate it again with: python demo.py --resume" in capsys.readouterr().err
     assert load_train_state(os.path.join(out, "model.npz"))[2]["step"] == 1
+
+
+def test_ctrl_c_before_the_first_step_writes_nothing(tmp_path, capsys, monkeypatch):
+    import rssm_np.training as training
+
+    def interrupted(config, step):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "training_batch", interrupted)
+    out = str(tmp_path / "run")
+    assert demo.main(["--steps", "5", "--no-eval", "--out", out]) == 130
+    assert "nothing new to save" in capsys.readouterr().err
+    assert not [name for name in os.listdir(out) if name.endswith((".npz", ".json"))]
