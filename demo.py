@@ -6,12 +6,15 @@
     python demo.py --minutes 10        # train for a wall-clock budget instead of a step count
     python demo.py --resume runs/demo/model.npz --steps 6000   # continue a run to 6000 steps
 
-Writes model.npz, metrics.json and figures into --out (default runs/demo/).
+Writes model.npz, metrics.json and figures into --out (default runs/demo/). It never replaces
+another run's results there unless asked (--overwrite), and however it ends (Ctrl-C, SIGTERM,
+SIGHUP, a closed stdout, a full disk) it saves what it can and says where.
 """
 
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -20,6 +23,7 @@ import numpy as np
 
 from rssm_np import Config, beliefs, make_dataset
 from rssm_np.checkpoint import load_train_state, save
+from rssm_np.runs import FolderError, claim_folder, silence_stdout, stop_signals, write_text
 from rssm_np.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, evaluate, filtered_frames,
                               pixel_error)
 from rssm_np.model import predict
@@ -27,6 +31,7 @@ from rssm_np.training import init_train_state, train
 from rssm_np.world import render, step_state
 
 DEFAULT_STEPS = 4500
+RESULTS = ("model.npz", "checkpoint.npz", "metrics.json")
 
 
 def int_at_least(minimum, words):
@@ -62,12 +67,14 @@ def parse_args(argv=None):
                         help=f"total training steps (default {DEFAULT_STEPS}; with --resume, counts the steps already done)")
     parser.add_argument("--minutes", type=positive_float, default=None,
                         help="train for this many minutes of wall clock instead (stops at --steps if both are given)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights, data and noise (default 0)")
-    parser.add_argument("--occlusion", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--seed", type=non_negative_int, default=None, help="seed for weights, data and noise (default 0)")
+    parser.add_argument("--occlusion", action=argparse.BooleanOptionalAction, default=None,
                         help="train with occluders hiding the dot (default on)")
-    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=None,
                         help="train with random actions pushing the dot (default on)")
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of another run found in --out (default: refuse)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=500,
                         help="write OUT/checkpoint.npz every N steps (default 500)")
     parser.add_argument("--resume", default=None, metavar="PATH",
@@ -75,21 +82,44 @@ def parse_args(argv=None):
     parser.add_argument("--print-every", type=positive_int, default=100, help="progress line every N steps (default 100)")
     parser.add_argument("--no-eval", action="store_true", help="train and save only: skip evaluation and figures")
     args = parser.parse_args(argv)
+    typed_steps = args.steps is not None
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     if args.resume is not None:
-        try:
-            args.resumed = load_train_state(args.resume)
-        except (OSError, ValueError, TypeError) as error:
-            parser.error(f"--resume {args.resume!r}: {error}")
-        if args.resumed[2] is None:
-            parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
-        if args.steps is not None and args.resumed[2]["step"] >= args.steps:
-            parser.error(f"--steps {args.steps} counts total steps, but {args.resume!r} is already at step "
-                         f"{args.resumed[2]['step']}; ask for more")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        parser.error(f"--out {args.out!r} exists and is not a folder")
+        check_resume(parser, args, typed_steps)
+    else:
+        args.seed = 0 if args.seed is None else args.seed
+        args.occlusion = True if args.occlusion is None else args.occlusion
+        args.control = True if args.control is None else args.control
+    try:
+        args.lock = claim_folder(args.out, RESULTS, args.overwrite, args.resume)
+    except FolderError as error:
+        parser.error(f"--out {args.out!r} {error}")
     return args
+
+
+def check_resume(parser, args, typed_steps):
+    """A resumed run continues the saved one: same config, and a total step count ahead of it."""
+    try:
+        args.resumed = load_train_state(args.resume)
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"--resume {args.resume!r}: {error}")
+    _, config, state = args.resumed
+    if state is None:
+        parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
+    for flag, field in (("--seed", "seed"), ("--occlusion", "occlusion"), ("--control", "control")):
+        value = getattr(args, field)
+        if value is not None and value != getattr(config, field):
+            typed = f"{flag} {value}" if field == "seed" else (flag if value else flag.replace("--", "--no-"))
+            parser.error(f"{typed} disagrees with {args.resume!r} ({field} = {getattr(config, field)}): a resumed "
+                         f"run keeps the config it was saved with; drop {typed.split()[0]}, or start a new run")
+    done = state["step"]
+    if args.steps is not None and not typed_steps and done >= args.steps:
+        parser.error(f"--resume {args.resume!r} is already at step {done}, the default total of {DEFAULT_STEPS}; "
+                     f"pass --steps N with N > {done} to train on, or --steps {done} to evaluate it again")
+    if args.steps is not None and done > args.steps:
+        parser.error(f"--steps {args.steps} counts total steps, but {args.resume!r} is already at step {done}; "
+                     f"ask for more, or --steps {done} to evaluate it again")
 
 
 class Progress:
@@ -97,7 +127,7 @@ class Progress:
 
     def __init__(self, total_steps, seconds, every):
         self.total_steps, self.seconds, self.every = total_steps, seconds, every
-        print(f"{'step':>7} | {'loss':>8} | {'recon':>8} | {'kl':>6} | {'ms/step':>7} | {'eta':>6}")
+        print(f"{'step':>7} | {'loss':>8} | {'recon':>8} | {'kl':>6} | {'ms/step':>7} | {'eta':>6}", flush=True)
 
     def __call__(self, state, stats, elapsed):
         step = state["step"]
@@ -238,58 +268,129 @@ def results_table(metrics):
     return "\n".join(lines)
 
 
+def tell(message):
+    """A message about how the run ended: to stderr, which stays open when stdout was closed."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass                      # the terminal is gone too (SIGHUP): the files on disk say it all
+
+
+def resume_command(path, out, steps):
+    words = ["python", "demo.py", "--resume", path, "--out", out] + ([] if steps is None else ["--steps", str(steps)])
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def stopped_by(received):
+    return "interrupted" if not received or received[0] == signal.SIGINT else \
+        f"stopped by {signal.Signals(received[0]).name}"
+
+
+def signal_exit_code(received):
+    """128 + the signal's number, as a shell reports a process that a signal ended."""
+    return 128 + (received[0] if received else signal.SIGINT)
+
+
 def main(argv=None):
-    args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        args = parse_args(argv)
+    except KeyboardInterrupt:
+        tell("\ninterrupted before training started; nothing was written")
+        return 130
+    try:
+        with stop_signals() as received:
+            return run(args, received)
+    finally:
+        if args.lock is not None:
+            args.lock.close()
+
+
+def run(args, received):
+    """Train, save, evaluate. Every way this can end keeps the work and says where it is."""
     if args.resume is not None:
         _, config, state = args.resumed
-        print(f"resuming from {args.resume} at step {state['step']}")
     else:
         config = Config(seed=args.seed, occlusion=args.occlusion, control=args.control)
         state = init_train_state(config)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")
-    world = [name for name, on in (("occluders", config.occlusion), ("actions", config.control)) if on]
-    print(f"training on the {config.image_size}x{config.image_size} dot world"
-          f"{' with ' + ' and '.join(world) if world else ''} (batch {config.batch_size}, "
-          f"sequences of {config.seq_len}); Ctrl-C saves and stops")
-    progress = Progress(args.steps, None if args.minutes is None else 60 * args.minutes, args.print_every)
     last_saved = {"step": None}
-
-    def on_step(current, stats, elapsed):
-        if current["step"] % args.checkpoint_every == 0:
-            save(checkpoint_path, current["params"], config, current)
-            last_saved["step"] = current["step"]
-        return progress(current, stats, elapsed)
-
-    start = time.perf_counter()
     holder = {"state": state}
 
-    def remember(current, stats, elapsed):
-        holder["state"] = current
-        return on_step(current, stats, elapsed)
+    def kept():
+        return f"{checkpoint_path} (step {last_saved['step']})" if last_saved["step"] is not None else \
+            "none: no checkpoint was written in this run"
+
+    def keep_work(reason, code):
+        """Save the last finished step to the checkpoint, say where, return the exit code."""
+        current = holder["state"]
+        if current["step"] == state["step"]:
+            tell(f"\n{reason} before the first training step of this run ended; nothing new to save")
+            return code
+        try:
+            save(checkpoint_path, current["params"], config, current)
+        except (OSError, ValueError) as error:
+            tell(f"\n{reason}: could not save step {current['step']} ({error}); last checkpoint: {kept()}")
+            return code
+        tell(f"\n{reason}: saved step {current['step']} to {checkpoint_path}; "
+             f"continue with: {resume_command(checkpoint_path, args.out, args.steps)}")
+        return code
 
     try:
+        if args.resume is not None:
+            print(f"resuming from {args.resume} at step {state['step']}")
+        world = [name for name, on in (("occluders", config.occlusion), ("actions", config.control)) if on]
+        print(f"training on the {config.image_size}x{config.image_size} dot world"
+              f"{' with ' + ' and '.join(world) if world else ''} (batch {config.batch_size}, "
+              f"sequences of {config.seq_len}); Ctrl-C saves and stops")
+        progress = Progress(args.steps, None if args.minutes is None else 60 * args.minutes, args.print_every)
+
+        def on_step(current, stats, elapsed):
+            holder["state"] = current
+            if current["step"] % args.checkpoint_every == 0:
+                save(checkpoint_path, current["params"], config, current)
+                last_saved["step"] = current["step"]
+            return progress(current, stats, elapsed)
+
+        start = time.perf_counter()
         state = train(config, steps=args.steps, seconds=None if args.minutes is None else 60 * args.minutes,
-                      state=state, on_step=remember)
+                      state=state, on_step=on_step)
+        train_seconds = time.perf_counter() - start
+        if state["step"] == 0:
+            tell(f"error: --minutes {args.minutes} ended before the first training step; nothing was written")
+            return 1
+        model_path = save(os.path.join(args.out, "model.npz"), state["params"], config, state)
     except KeyboardInterrupt:
-        state = holder["state"]
-        save(checkpoint_path, state["params"], config, state)
-        print(f"\ninterrupted: saved step {state['step']} to {checkpoint_path}; "
-              f"continue with: python demo.py --resume {checkpoint_path}")
-        return 130
+        return keep_work(stopped_by(received), signal_exit_code(received))
+    except BrokenPipeError:
+        silence_stdout()
+        return keep_work("stdout was closed", 141)
     except FloatingPointError as error:
         # A non-finite model is never saved: the files on disk are the last good ones.
-        where = f"last good checkpoint: {checkpoint_path} (step {last_saved['step']})" if last_saved["step"] else \
-            "no checkpoint was written in this run"
-        print(f"error: {error}; {where}", file=sys.stderr)
+        tell(f"error: {error}; last good checkpoint: {kept()}")
         return 1
-    train_seconds = time.perf_counter() - start
-    params = state["params"]
-    model_path = save(os.path.join(args.out, "model.npz"), params, config, state)
+    except OSError as error:
+        tell(f"error: could not write to {args.out!r} ({error}); last checkpoint: {kept()}")
+        return 1
     if args.no_eval:
         print(f"trained to step {state['step']}; wrote {model_path}")
         return 0
+    try:
+        return evaluate_and_draw(args, config, state, model_path, train_seconds)
+    except (KeyboardInterrupt, OSError) as error:
+        if isinstance(error, KeyboardInterrupt):
+            reason, code = stopped_by(received), signal_exit_code(received)
+        elif isinstance(error, BrokenPipeError):
+            silence_stdout()
+            reason, code = "stdout was closed", 141
+        else:
+            reason, code = f"error: {error}", 1
+        tell(f"\n{reason} during the evaluation; the trained model is saved at {model_path}; evaluate it again "
+             f"with: {resume_command(model_path, args.out, state['step'])}")
+        return code
 
+
+def evaluate_and_draw(args, config, state, model_path, train_seconds):
+    params = state["params"]
     print("evaluating on held-out sequences ...", flush=True)
     metrics = evaluate(params, config)
     metrics.update(beliefs.belief_metrics(params, config))
@@ -297,10 +398,7 @@ def main(argv=None):
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["ms_per_step"] = round(float(np.median([h["ms"] for h in state["history"][-200:]])), 1)
     metrics["config"] = config.to_dict()
-    metrics_path = os.path.join(args.out, "metrics.json")
-    with open(metrics_path + ".tmp", "w") as file:
-        json.dump(metrics, file, indent=2)
-    os.replace(metrics_path + ".tmp", metrics_path)
+    metrics_path = write_text(os.path.join(args.out, "metrics.json"), json.dumps(metrics, indent=2))
     figures = write_figures(args.out, params, config, state["history"])
     figures += write_belief_figures(args.out, params, config, metrics)
 
@@ -313,5 +411,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # a late Ctrl-C, after the work was saved and the run had ended
+        sys.exit(130)

@@ -1,7 +1,7 @@
 """Adam, written by hand, with global-norm gradient clipping.
 
 Parameters and gradients are lists of arrays (the leaves of the params dict, see
-training.tree_leaves); every update below is a few whole-array NumPy operations per leaf.
+trees.tree_leaves); every update below is a few whole-array NumPy operations per leaf.
 """
 
 import numpy as np

@@ -1,90 +1,92 @@
 """Checkpoints: a model (params, config) and optionally its training state in one .npz file.
 
-Writes are atomic (a temporary file in the same folder, then os.replace), so a crash or Ctrl-C
-mid-write leaves the previous file intact. load() checks everything before it returns: it never
-hands back a half-built model.
+What save writes, load reads: save lays out the arrays of the file, checks them with the very
+reader load uses, and only then writes. That reader takes only the members it expects (by shapes
+the config computes, before allocating anything), checks each one's dtype and shape, and checks
+finiteness after the cast to the model's dtype; it never hands back a half-built model.
+
+Writes are atomic (write_atomically: a temporary file in the same folder, then os.replace), so a
+crash or Ctrl-C mid-write leaves the previous file intact.
 """
 
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 
 import numpy as np
 
-from .config import Config
+from .config import Config, check_config
+from .model import param_shapes
+from .training import check_fits_memory
+from .trees import tree_items, tree_leaves, tree_rebuild
+from .validate import is_config
 
 FORMAT_VERSION = 1
 _PARAM_PREFIX = "params/"
 _TRAIN_PREFIX = "train/"
+_SMALL_MEMBER = 1 << 20        # bytes: the most a version, a step count or a config may take
+_NPY_HEADER = 4096             # bytes: room for an .npy member's header on top of its data
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
 
 
-def _flatten_tree(tree, prefix=""):
-    """{'gru': {'w': A}, 'encoder': [{'w': B}]} -> {'gru/w': A, 'encoder/0/w': B}."""
-    if isinstance(tree, dict):
-        items = tree.items()
-    elif isinstance(tree, (list, tuple)):
-        items = enumerate(tree)
-    else:
-        return {prefix.rstrip("/"): np.asarray(tree)}
-    flat = {}
-    for key, value in items:
-        flat.update(_flatten_tree(value, f"{prefix}{key}/"))
-    return flat
+def process_alive(pid):
+    """True if a process with this id runs on this machine (POSIX; elsewhere: assume it does)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def _fill_tree(template, flat, prefix=""):
-    """Rebuild a tree shaped like `template` from the flat dict, checking every shape and dtype."""
-    if isinstance(template, dict):
-        return {key: _fill_tree(value, flat, f"{prefix}{key}/") for key, value in template.items()}
-    if isinstance(template, (list, tuple)):
-        return [_fill_tree(value, flat, f"{prefix}{i}/") for i, value in enumerate(template)]
-    key = prefix.rstrip("/")
-    if key not in flat:
-        raise ValueError(f"checkpoint is missing parameter '{key}'")
-    value = flat[key]
-    if value.shape != template.shape:
-        raise ValueError(f"checkpoint parameter '{key}' has shape {value.shape}, "
-                         f"but its config builds {template.shape}")
-    if not np.all(np.isfinite(value)):
-        raise ValueError(f"checkpoint parameter '{key}' holds NaN or inf")
-    return value.astype(template.dtype)
+def _remove_stale_temporaries(folder):
+    """Delete the temporary files that writers killed mid-write (kill -9) left in `folder`."""
+    for name in os.listdir(folder):
+        match = _TEMPORARY.match(name)
+        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass                  # another cleaner got there first, or it is not ours to remove
 
 
-def save(path, params, config, train_state=None):
-    """Write params, config (and a training state, if given) to `path` (.npz), atomically.
+def _mode_for(path):
+    """The permissions a user expects: those of the file being replaced, else 0666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
-    Refuses to write non-finite parameters, so a diverged model never replaces a good file.
+
+def write_atomically(path, write):
+    """Call write(file) on a temporary file beside `path`, then os.replace it onto `path`.
+
+    A reader sees the old file or the new one, never half of one. A symlink at `path` is followed
+    (its target is replaced, the link stays); the file keeps the permissions of the one it
+    replaces. The temporary's name holds this process's id, so one left by a killed writer is
+    recognised and removed by the next write into the folder. Returns `path`.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a rssm_np.Config, got {type(config).__name__}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        raise ValueError(f"path must end with '.npz', got {path!r}")
-    arrays = {_PARAM_PREFIX + k: v for k, v in _flatten_tree(params).items()}
-    for key, value in arrays.items():
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"params['{key[len(_PARAM_PREFIX):]}'] holds NaN or inf; refusing to save it")
-    arrays["format_version"] = np.array(FORMAT_VERSION)
-    arrays["config"] = np.array(json.dumps(config.to_dict()))
-    if train_state is not None:
-        arrays[_TRAIN_PREFIX + "step"] = np.array(train_state["step"])
-        arrays[_TRAIN_PREFIX + "adam_step"] = np.array(train_state["adam"]["step"])
-        for i, (m, v) in enumerate(zip(train_state["adam"]["m"], train_state["adam"]["v"])):
-            arrays[f"{_TRAIN_PREFIX}adam_m/{i}"] = m
-            arrays[f"{_TRAIN_PREFIX}adam_v/{i}"] = v
-        arrays[_TRAIN_PREFIX + "history"] = np.array(json.dumps(train_state["history"]))
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    _remove_stale_temporaries(folder)
+    suffix = os.path.splitext(target)[1]
+    handle, temporary = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=folder)
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -92,62 +94,200 @@ def save(path, params, config, train_state=None):
     return path
 
 
-def _read(path):
-    """All arrays of a checkpoint, or a clear error for a missing, corrupt or foreign file."""
+def _check_path(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
+    return os.fspath(path)
+
+
+def save(path, params, config, train_state=None):
+    """Write params, config (and a training state, if given) to `path` (.npz), atomically.
+
+    Refuses anything load() would refuse: params that are not the ones `config` builds, values
+    that are not finite in the config's dtype (a diverged model never replaces a good file), a
+    training state with a missing or impossible entry.
+    """
+    if not is_config(config):
+        raise TypeError(f"config must be a rssm_np.Config, got {type(config).__name__}")
+    check_config(config)                     # a Config mutated after it was made is checked again
+    path = _check_path(path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"path must end with '.npz', got {path!r}")
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be the dict from init_params(config), got {type(params).__name__}")
+    arrays = {_PARAM_PREFIX + name: np.asarray(leaf) for name, leaf in tree_items(params)}
+    extra = sorted(set(arrays) - {_PARAM_PREFIX + name for name, _ in tree_items(param_shapes(config))})
+    if extra:
+        raise ValueError(f"params has entries {extra} that init_params(config) does not build")
+    arrays["format_version"] = np.array(FORMAT_VERSION)
+    arrays["config"] = np.array(json.dumps(config.to_dict()))
+    if train_state is not None:
+        arrays.update(_train_arrays(train_state))
+    reader = _Members(arrays, "the checkpoint to save")
+    params, _ = _model_from(reader)
+    if train_state is not None:
+        _train_state_from(reader, params)
+    for key in arrays:
+        if key.startswith((_PARAM_PREFIX, _TRAIN_PREFIX + "adam_m/", _TRAIN_PREFIX + "adam_v/")):
+            arrays[key] = arrays[key].astype(config.dtype)
+    return write_atomically(path, lambda file: np.savez(file, **arrays))
+
+
+def _train_arrays(train_state):
+    """The file's layout of a training state: step, Adam's step and moments, the history as JSON."""
+    try:
+        arrays = {_TRAIN_PREFIX + "step": np.array(train_state["step"]),
+                  _TRAIN_PREFIX + "adam_step": np.array(train_state["adam"]["step"])}
+        for name in ("m", "v"):
+            for i, moment in enumerate(train_state["adam"][name]):
+                arrays[f"{_TRAIN_PREFIX}adam_{name}/{i}"] = np.asarray(moment)
+        history = train_state["history"]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"train_state must be the dict train() returns (step, adam, history), "
+                         f"got one without {error}") from None
+    try:
+        arrays[_TRAIN_PREFIX + "history"] = np.array(json.dumps(history))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"train_state['history'] must be plain numbers and strings (JSON): {error}") from None
+    return arrays
+
+
+class _Members:
+    """The arrays of a checkpoint, read one member at a time and only when asked for.
+
+    From a file: a member is read only if its size fits what the caller expects, so an unknown
+    or inflated member costs nothing. From a dict: the arrays save() is about to write.
+    """
+
+    def __init__(self, source, where):
+        self.where, self.archive, self.sizes = where, None, None
+        if isinstance(source, dict):
+            self.arrays = source
+            return
+        self.arrays = None
+        try:
+            with zipfile.ZipFile(source) as archive:
+                self.sizes = {info.filename[:-4]: info.file_size for info in archive.infolist()
+                              if info.filename.endswith(".npy")}
+            self.archive = np.load(source, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+            raise ValueError(f"{where} is truncated or corrupt, or not an .npz archive "
+                             f"({type(error).__name__}: {error})") from None
+
+    def __contains__(self, key):
+        return key in (self.arrays if self.arrays is not None else self.sizes)
+
+    def get(self, key, max_bytes):
+        if key not in self:
+            raise ValueError(f"{self.where} has no '{key}'")
+        if self.arrays is not None:
+            return self.arrays[key]
+        if self.sizes[key] > max_bytes:
+            raise ValueError(f"{self.where}: '{key}' takes {self.sizes[key]} bytes, more than the "
+                             f"{max_bytes} its config allows; refusing to read it")
+        try:
+            return self.archive[key]
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+            raise ValueError(f"{self.where} is truncated or corrupt ({type(error).__name__}: {error})") from None
+
+    def close(self):
+        if self.archive is not None:
+            self.archive.close()
+
+    def integer(self, key, minimum=0):
+        value = self.get(key, _SMALL_MEMBER)
+        if value.shape != () or value.dtype.kind not in "iu":
+            raise ValueError(f"{self.where}: '{key}' must be one integer, got {value.dtype} of shape {value.shape}")
+        if int(value) < minimum:
+            raise ValueError(f"{self.where}: '{key}' must be >= {minimum}, got {int(value)}")
+        return int(value)
+
+    def json(self, key, max_bytes=_SMALL_MEMBER):
+        value = self.get(key, max_bytes)
+        if value.shape != () or value.dtype.kind != "U":
+            raise ValueError(f"{self.where}: '{key}' must be one JSON string, got {value.dtype} of shape {value.shape}")
+        try:
+            return json.loads(str(value))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{self.where}: '{key}' is not readable JSON ({error})") from None
+
+    def floats(self, key, shape, dtype):
+        """A float array of exactly this shape, cast to `dtype` and finite after the cast."""
+        value = self.get(key, 8 * math.prod(shape) + _NPY_HEADER)
+        if value.dtype.kind != "f":
+            raise ValueError(f"{self.where}: '{key}' must hold floats, got dtype {value.dtype}")
+        if value.shape != tuple(shape):
+            raise ValueError(f"{self.where}: '{key}' has shape {value.shape}, but its config builds {tuple(shape)}")
+        with np.errstate(over="ignore"):          # an overflow is what the next line reports
+            value = value.astype(dtype)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{self.where}: '{key}' holds NaN or inf (in {dtype})")
+        return value
+
+
+def _model_from(members):
+    """(params, config) from a checkpoint's members, every array checked against the config."""
+    if "format_version" not in members or "config" not in members:
+        raise ValueError(f"{members.where} is not an rssm_np checkpoint (no format_version or config)")
+    version = members.integer("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{members.where} has format version {version}; this rssm_np reads version {FORMAT_VERSION}")
+    values = members.json("config")
+    if not isinstance(values, dict):
+        raise ValueError(f"{members.where} has a config that is not a dict of fields: {values!r}"[:300])
+    try:
+        config = Config.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{members.where} has an invalid config: {error}") from None
+    try:
+        check_fits_memory(config, training=False)
+    except ValueError as error:
+        raise ValueError(f"{members.where}: {error}") from None
+    shapes = param_shapes(config)
+    leaves = [members.floats(_PARAM_PREFIX + name, shape, config.dtype) for name, shape in tree_items(shapes)]
+    return tree_rebuild(shapes, leaves), config
+
+
+def _train_state_from(members, params):
+    """The training state for `params`, checked key by key (None if the file holds none)."""
+    if _TRAIN_PREFIX + "step" not in members:
+        return None
+    step = members.integer(_TRAIN_PREFIX + "step")
+    adam_step = members.integer(_TRAIN_PREFIX + "adam_step")
+    leaves = tree_leaves(params)
+    moments = {name: [members.floats(f"{_TRAIN_PREFIX}adam_{name}/{i}", leaf.shape, leaf.dtype)
+                      for i, leaf in enumerate(leaves)] for name in ("m", "v")}
+    if any(np.any(v < 0) for v in moments["v"]):
+        raise ValueError(f"{members.where}: Adam's second moments 'train/adam_v/*' must be >= 0")
+    # A history entry takes ~500 bytes as NumPy text; allow ample room, but not a gigabyte.
+    history = members.json(_TRAIN_PREFIX + "history", _SMALL_MEMBER + 4096 * (step + 1))
+    if not isinstance(history, list):
+        raise ValueError(f"{members.where}: 'train/history' must be a list, got {type(history).__name__}")
+    return {"params": params, "adam": {"step": adam_step, "m": moments["m"], "v": moments["v"]},
+            "step": step, "history": history}
+
+
+def _open(path):
+    path = _check_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
-        raise ValueError(f"checkpoint {path!r} is truncated or corrupt ({type(error).__name__}: {error})") from None
-    if "format_version" not in arrays or "config" not in arrays:
-        raise ValueError(f"{path!r} is not an rssm_np checkpoint (no format_version or config)")
-    version = int(arrays["format_version"])
-    if version != FORMAT_VERSION:
-        raise ValueError(f"checkpoint {path!r} has format version {version}; this rssm_np reads version {FORMAT_VERSION}")
-    return arrays
+    return _Members(path, f"checkpoint {path!r}")
 
 
 def load(path):
     """Read (params, config) written by save(); predict(*load(path), obs) works in a new process."""
-    params, config, _ = _load_with_arrays(path)
-    return params, config
-
-
-def _load_with_arrays(path):
-    """(params, config, every array in the file), reading the file once."""
-    from .model import init_params
-    arrays = _read(path)
+    members = _open(path)
     try:
-        config = Config.from_dict(json.loads(str(arrays["config"])))
-    except (json.JSONDecodeError, TypeError) as error:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} has an unreadable config: {error}") from None
-    flat = {k[len(_PARAM_PREFIX):]: v for k, v in arrays.items() if k.startswith(_PARAM_PREFIX)}
-    params = _fill_tree(init_params(config), flat)
-    return params, config, arrays
+        return _model_from(members)
+    finally:
+        members.close()
 
 
 def load_train_state(path):
     """Read (params, config, train_state) for resuming; train_state is None if none was saved."""
-    from .training import tree_leaves
-    params, config, arrays = _load_with_arrays(path)
-    if _TRAIN_PREFIX + "step" not in arrays:
-        return params, config, None
-    moments = {"m": [], "v": []}
-    for i, leaf in enumerate(tree_leaves(params)):
-        for name in moments:
-            key = f"{_TRAIN_PREFIX}adam_{name}/{i}"
-            if key not in arrays or arrays[key].shape != leaf.shape:
-                raise ValueError(f"checkpoint {os.fspath(path)!r} has no optimizer state '{key}' of shape {leaf.shape}")
-            moments[name].append(arrays[key].astype(leaf.dtype))
-    state = {
-        "params": params,
-        "adam": {"step": int(arrays[_TRAIN_PREFIX + "adam_step"]), "m": moments["m"], "v": moments["v"]},
-        "step": int(arrays[_TRAIN_PREFIX + "step"]),
-        "history": json.loads(str(arrays[_TRAIN_PREFIX + "history"])),
-    }
-    return params, config, state
+    members = _open(path)
+    try:
+        params, config = _model_from(members)
+        return params, config, _train_state_from(members, params)
+    finally:
+        members.close()

@@ -3,6 +3,8 @@
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import validate
 
 
@@ -52,22 +54,34 @@ class Config:
 
 
 def check_config(config):
-    """Raise a clear error for a field with the wrong type or an impossible value."""
+    """Raise a clear error for a field with the wrong type, an impossible value, or two fields that
+    disagree; store every field as a plain Python value (a NumPy scalar becomes an int, float, bool
+    or str), so the config always writes to JSON."""
+    def check(name, checker, *args, **kwargs):
+        setattr(config, name, checker(f"config.{name}", getattr(config, name), *args, **kwargs))
+
     for name in ("action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
                  "batch_size", "seq_len"):
-        validate.check_int(f"config.{name}", getattr(config, name))
-    validate.check_int("config.image_size", config.image_size, minimum=8)
-    validate.check_int("config.seed", config.seed, minimum=0)
-    validate.check_int("config.lr_half_life", config.lr_half_life, minimum=0)
+        check(name, validate.check_int)
+    check("image_size", validate.check_int, minimum=8)
+    check("seed", validate.check_int, minimum=0)
+    check("lr_half_life", validate.check_int, minimum=0)
     for name in ("occlusion", "control", "masked_likelihood", "fused"):
-        if not isinstance(getattr(config, name), bool):
+        if not isinstance(getattr(config, name), (bool, np.bool_)):
             raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")
-    validate.check_choice("config.boundary", config.boundary, ("bounce", "clip", "random"))
-    validate.check_choice("config.model", config.model, ("rssm", "rnn", "ssm"))
-    validate.check_choice("config.dtype", config.dtype, ("float32", "float64"))
-    validate.check_number("config.min_std", config.min_std, minimum=0.0, strict_minimum=True)
-    validate.check_number("config.free_nats", config.free_nats, minimum=0.0)
-    validate.check_number("config.kl_scale", config.kl_scale, minimum=0.0)
-    validate.check_number("config.learning_rate", config.learning_rate, minimum=0.0, strict_minimum=True)
-    validate.check_number("config.min_learning_rate", config.min_learning_rate, minimum=0.0)
-    validate.check_number("config.grad_clip", config.grad_clip, minimum=0.0, strict_minimum=True)
+        setattr(config, name, bool(getattr(config, name)))
+    check("boundary", validate.check_choice, ("bounce", "clip", "random"))
+    check("model", validate.check_choice, ("rssm", "rnn", "ssm"))
+    check("dtype", validate.check_choice, ("float32", "float64"))
+    config.boundary, config.dtype, config.model = str(config.boundary), str(config.dtype), str(config.model)
+    # Every number must survive the cast to the training precision: 1e39 is inf in float32.
+    largest = float(np.finfo(config.dtype).max)
+    check("min_std", validate.check_number, minimum=0.0, maximum=largest, strict_minimum=True)
+    check("free_nats", validate.check_number, minimum=0.0, maximum=largest)
+    check("kl_scale", validate.check_number, minimum=0.0, maximum=largest)
+    check("learning_rate", validate.check_number, minimum=0.0, maximum=largest, strict_minimum=True)
+    check("min_learning_rate", validate.check_number, minimum=0.0, maximum=largest)
+    if config.min_learning_rate > config.learning_rate:
+        raise ValueError(f"config.min_learning_rate ({config.min_learning_rate}) must be <= config.learning_rate "
+                         f"({config.learning_rate}): the step size decays from one down to the other")
+    check("grad_clip", validate.check_number, minimum=0.0, maximum=largest, strict_minimum=True)

@@ -75,6 +75,32 @@ def init_params(config, seed=0, pixel_mass=DOT_PIXEL_MASS):
     }
 
 
+def param_shapes(config):
+    """The shape of every array init_params(config) builds, in the same nested dict, built
+    without allocating any (so a checkpoint's sizes are checked before memory is spent)."""
+    c, pixels = config, config.image_size ** 2
+    head = c.stoch_size if c.model == "rnn" else 2 * c.stoch_size
+    features = c.stoch_size if c.model == "ssm" else c.deter_size + c.stoch_size
+
+    def mlp_shapes(sizes):
+        return [{"w": (i, o), "b": (o,)} for i, o in zip(sizes[:-1], sizes[1:])]
+
+    three_h = 3 * c.deter_size
+    if c.model == "ssm":
+        transition_shapes = {"ssm": mlp_shapes([c.stoch_size + c.action_size, c.deter_size])[0]}
+    else:
+        transition_shapes = {"gru": {"w": (c.deter_size + c.stoch_size + c.action_size, three_h), "b": (three_h,),
+                                     "ln_scale": (three_h,), "ln_bias": (three_h,)}}
+    return {
+        "encoder": mlp_shapes([pixels, c.hidden_size, c.embed_size]),
+        **transition_shapes,
+        "prior": mlp_shapes([c.deter_size, c.hidden_size, head]),
+        "posterior": {"w_deter": (c.deter_size, c.hidden_size), "w_embed": (c.embed_size, c.hidden_size),
+                      "b": (c.hidden_size,), "out": mlp_shapes([c.hidden_size, head])[0]},
+        "decoder": mlp_shapes([features, c.hidden_size, c.hidden_size, pixels]),
+    }
+
+
 # --- the five equations ---------------------------------------------------------------------
 
 def encode(params, pixels):

@@ -5,6 +5,9 @@ Every random draw at step k (the batch and the sampling noise) is seeded by (con
 so a run stopped at step k and resumed from its checkpoint continues exactly as if never stopped.
 """
 
+import dataclasses
+import math
+import os
 import time
 
 import numpy as np
@@ -12,32 +15,48 @@ from autograd import value_and_grad
 from autograd.tracer import getval
 
 from .adam import adam_step, clip_by_global_norm, init_adam
-from .model import elbo_inputs, init_params, negative_elbo
+from .model import elbo_inputs, init_params, negative_elbo, param_shapes
 from .speed import keep_freed_memory
+from .trees import tree_leaves, tree_rebuild
+from .validate import check_batch, check_int, check_number, is_config
 from .world import make_dataset
 
-
-def tree_leaves(tree):
-    """The arrays of a nested dict/list, depth first, in a fixed order: a flat list."""
-    if isinstance(tree, dict):
-        return [leaf for key in tree for leaf in tree_leaves(tree[key])]
-    if isinstance(tree, (list, tuple)):
-        return [leaf for item in tree for leaf in tree_leaves(item)]
-    return [tree]
+SIZE_FIELDS = ("image_size", "action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
+               "batch_size", "seq_len")
 
 
-def tree_rebuild(template, leaves):
-    """The inverse of tree_leaves: `template`'s structure holding `leaves` (arrays or traced ones)."""
-    position = iter(range(len(leaves)))
+def bytes_needed(config, training=True):
+    """A lower bound on the memory the model needs: its parameters, and for training also their
+    gradients and two Adam moments, plus one batch of frames with their logits and gradients."""
+    itemsize = np.dtype(config.dtype).itemsize
+    count = sum(math.prod(shape) for shape in tree_leaves(param_shapes(config)))
+    if not training:
+        return count * itemsize
+    frames = config.batch_size * config.seq_len * config.image_size ** 2
+    return (4 * count + 3 * frames) * itemsize
 
-    def build(node):
-        if isinstance(node, dict):
-            return {key: build(node[key]) for key in node}
-        if isinstance(node, (list, tuple)):
-            return [build(item) for item in node]
-        return leaves[next(position)]
 
-    return build(template)
+def machine_memory():
+    """Bytes of physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_memory(config, training=True):
+    """Refuse, naming the field, a config whose arrays cannot fit in this machine's memory, before
+    any is allocated (instead of a MemoryError naming an array shape, or a machine that swaps)."""
+    need, have = bytes_needed(config, training), machine_memory()
+    if have is None or need <= have:
+        return
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    # The culprit: the size field whose default value would shrink the need the most.
+    name = min(SIZE_FIELDS, key=lambda field: bytes_needed(dataclasses.replace(config, **{field: defaults[field]}),
+                                                         training))
+    what = "parameters, gradients, Adam moments and a batch" if training else "parameters"
+    raise ValueError(f"config.{name}={getattr(config, name)} is too large: the model's {what} need at least "
+                     f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB")
 
 
 def training_batch(config, step):
@@ -66,10 +85,11 @@ def learning_rate_at(config, step):
     return max(config.learning_rate * 0.5 ** (step / config.lr_half_life), config.min_learning_rate)
 
 
-def make_train_step(config):
+def make_train_step(config, batches=None):
     """Build train_step(state) -> (state, stats) for this config.
 
-    One step: batch_k -> (L, dL/dtheta) by autograd -> clip -> Adam.
+    One step: batch_k -> (L, dL/dtheta) by autograd -> clip -> Adam. batches(step) gives batch_k
+    (None: training_batch, the dot world); a batch from the user is checked before it is used.
     """
     keep_freed_memory()
 
@@ -84,7 +104,11 @@ def make_train_step(config):
 
     def train_step(state):
         step = state["step"]
-        batch = training_batch(config, step)
+        if batches is None:
+            batch = training_batch(config, step)
+        else:
+            batch = batches(step)
+            check_batch(batch, config)
         stats = {}
         leaves = tree_leaves(state["params"])
         inputs = elbo_inputs(batch, config, seed=(config.seed, step, 1))
@@ -100,18 +124,29 @@ def make_train_step(config):
     return train_step
 
 
-def train(config, steps=None, seconds=None, state=None, on_step=None):
+def train(config, steps=None, seconds=None, state=None, on_step=None, batches=None):
     """Train until `steps` total steps or `seconds` of wall clock, whichever comes first.
 
     state: a training state to continue from (None: start fresh). on_step(state, stats, elapsed)
-    is called after every step and may return True to stop early. Returns the final state;
+    is called after every step and may return True to stop early. batches: a function
+    step -> {"obs": (B, T, S, S) in [0, 1], "actions": (B, T, A)} that feeds another world
+    (None: the dot world of the config). Returns the final state;
     state["history"] gets one dict of stats per step. Raises FloatingPointError, keeping the last
     finite state in the exception's `.state`, if the loss or gradient stops being finite.
     """
+    if not is_config(config):
+        raise TypeError(f"config must be a rssm_np.Config, got {type(config).__name__}")
     if steps is None and seconds is None:
         raise ValueError("train needs steps or seconds, got neither")
+    if steps is not None:
+        check_int("steps", steps, minimum=0)
+    if seconds is not None:
+        check_number("seconds", seconds, minimum=0.0)
+    if batches is not None and not callable(batches):
+        raise TypeError(f"batches must be a function step -> batch, got {type(batches).__name__}")
+    check_fits_memory(config)
     state = init_train_state(config) if state is None else state
-    train_step = make_train_step(config)
+    train_step = make_train_step(config, batches)
     start = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - start

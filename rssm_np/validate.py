@@ -4,9 +4,11 @@ Every check raises ValueError (or TypeError for a wrong type) whose message name
 what it got and what it expected. Plain NumPy; nothing here is traced by autograd.
 """
 
+import dataclasses
 import numbers
 
 import numpy as np
+from autograd.builtins import DictBox
 
 
 def _describe(value):
@@ -30,6 +32,7 @@ def check_number(name, value, minimum=None, maximum=None, strict_minimum=False):
         raise TypeError(f"{name} must be a number, got {_describe(value)}")
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
+    value = float(value)         # a plain float, whatever NumPy scalar came in (JSON can store it)
     if minimum is not None:
         if strict_minimum and value <= minimum:
             raise ValueError(f"{name} must be > {minimum}, got {value}")
@@ -59,8 +62,9 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_array(name, value, ndim, last_dims=(), unit_interval=False):
-    """A finite float array of rank `ndim` whose trailing dims equal `last_dims`."""
+def check_array(name, value, ndim, last_dims=(), unit_interval=False, dtype=None):
+    """A finite float array of rank `ndim` whose trailing dims equal `last_dims`, and still
+    finite once cast to `dtype` (the model's precision: 1e39 is finite in float64, inf in float32)."""
     if not isinstance(value, np.ndarray):
         if isinstance(value, (list, tuple)):
             value = np.asarray(value)
@@ -79,6 +83,12 @@ def check_array(name, value, ndim, last_dims=(), unit_interval=False):
         raise ValueError(f"{name} must not be empty, got shape {value.shape}")
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{name} must be finite, but it holds NaN or inf")
+    with np.errstate(over="ignore"):              # an overflow is what this check reports
+        overflows = dtype is not None and not np.all(np.isfinite(value.astype(dtype)))
+    if overflows:
+        largest = np.finfo(dtype).max
+        raise ValueError(f"{name} must fit in {np.dtype(dtype).name} (|x| <= {largest:.3g}), "
+                         f"got values up to {np.abs(value).max():.3g}")
     if unit_interval and (value.min() < 0 or value.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{value.min():.3g}, {value.max():.3g}]")
     return value
@@ -101,7 +111,7 @@ def check_batch(batch, config):
             raise ValueError(f"batch must have key '{key}', got keys {sorted(batch)}")
     size = config.image_size
     obs = check_array("batch['obs']", batch["obs"], 4, (size, size), unit_interval=True)
-    actions = check_array("batch['actions']", batch["actions"], 3, (config.action_size,))
+    actions = check_array("batch['actions']", batch["actions"], 3, (config.action_size,), dtype=config.dtype)
     if actions.shape[:2] != obs.shape[:2]:
         raise ValueError(f"batch['actions'] must have shape {obs.shape[:2] + (config.action_size,)} to match "
                          f"batch['obs'] {obs.shape}, got {actions.shape}")
@@ -122,19 +132,22 @@ def check_predict_args(config, obs, actions, horizon, samples):
     if actions is not None:
         batch, context = obs.shape[:2]
         expected = (batch, context + horizon - 1, config.action_size)
-        actions = check_array("actions", actions, 3, (config.action_size,))
+        actions = check_array("actions", actions, 3, (config.action_size,), dtype=config.dtype)
         if actions.shape != expected:
             raise ValueError(f"actions must have shape (B, C + horizon - 1, {config.action_size}) = {expected} "
                              f"for obs {obs.shape} and horizon {horizon}, got {actions.shape}")
     return obs, actions, horizon
 
 
+def is_config(config):
+    """True for a rssm_np.Config (known by its fields: this module sits below config.py)."""
+    return dataclasses.is_dataclass(config) and not isinstance(config, type) and type(config).__name__ == "Config"
+
+
 def check_params(params, config):
     """params must be the nested dict init_params(config) builds (checked on the arrays that fix
     every size: the encoder's input, the GRU, the posterior and the decoder's output)."""
-    from autograd.builtins import DictBox
-    from .config import Config
-    if not isinstance(config, Config):
+    if not is_config(config):
         raise TypeError(f"config must be a rssm_np.Config, got {_describe(config)}")
     if not isinstance(params, (dict, DictBox)):
         raise TypeError(f"params must be the dict from init_params(config), got {_describe(params)}")

@@ -28,3 +28,14 @@ def test_the_two_commands_are_there():
     text = readme()
     assert "pip install -r requirements.txt && python demo.py" in text
     assert "python -m pytest" in text
+
+
+def test_the_batches_example_runs():
+    import rssm_np.training as training
+    block = readme().split("Another world needs only a function")[1].split("```python\n")[1].split("```")[0]
+    assert len(block.strip().splitlines()) == 5
+    # One step of the real example (the README asks for 500), on a batch of 2 sequences of 4 frames.
+    code = block.replace("steps=500", "steps=1").replace("make_dataset(16, 32,", "make_dataset(2, 4,")
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["state"]["step"] == 1 and training.train is namespace["train"]
