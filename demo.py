@@ -12,6 +12,7 @@ SIGHUP, a closed stdout, a full disk) it saves what it can and says where.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -72,6 +73,13 @@ def parse_args(argv=None):
                         help="train with occluders hiding the dot (default on)")
     parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=None,
                         help="train with random actions pushing the dot (default on)")
+    parser.add_argument("--model", choices=("rssm", "rnn", "ssm"), default=None,
+                        help="rssm (default): memory h and state z; rnn: deterministic only; ssm: stochastic only")
+    parser.add_argument("--boundary", choices=("bounce", "clip", "random"), default=None,
+                        help="walls: bounce (default), clip, or random (reflect, then a random new velocity)")
+    parser.add_argument("--plain", action="store_true",
+                        help="train on the plain autograd loop over model.obs_step instead of the fused core "
+                             "(slower; the code to set a breakpoint in)")
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of another run found in --out (default: refuse)")
@@ -91,6 +99,8 @@ def parse_args(argv=None):
         args.seed = 0 if args.seed is None else args.seed
         args.occlusion = True if args.occlusion is None else args.occlusion
         args.control = True if args.control is None else args.control
+        args.model = "rssm" if args.model is None else args.model
+        args.boundary = "bounce" if args.boundary is None else args.boundary
     try:
         args.lock = claim_folder(args.out, RESULTS, args.overwrite, args.resume)
     except FolderError as error:
@@ -107,10 +117,12 @@ def check_resume(parser, args, typed_steps):
     _, config, state = args.resumed
     if state is None:
         parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
-    for flag, field in (("--seed", "seed"), ("--occlusion", "occlusion"), ("--control", "control")):
+    for flag, field in (("--seed", "seed"), ("--occlusion", "occlusion"), ("--control", "control"),
+                        ("--model", "model"), ("--boundary", "boundary")):
         value = getattr(args, field)
         if value is not None and value != getattr(config, field):
-            typed = f"{flag} {value}" if field == "seed" else (flag if value else flag.replace("--", "--no-"))
+            typed = f"{flag} {value}" if field in ("seed", "model", "boundary") else \
+                (flag if value else flag.replace("--", "--no-"))
             parser.error(f"{typed} disagrees with {args.resume!r} ({field} = {getattr(config, field)}): a resumed "
                          f"run keeps the config it was saved with; drop {typed.split()[0]}, or start a new run")
     done = state["step"]
@@ -220,8 +232,9 @@ def write_belief_figures(out, params, config, metrics):
             actions = np.concatenate([two["actions"][:, :CONTEXT - 1], future], axis=1)
             imagined = predict(params, config, two["obs"], actions, horizon=16)[0]
             state, path = two["states"][:, -1].astype(np.float64), []
+            walls = np.random.default_rng(0)        # random walls: both rollouts draw the same numbers
             for k in range(16):
-                state = step_state(state, future[:, k], config.image_size, config.boundary)
+                state = step_state(state, future[:, k], config.image_size, config.boundary, walls)
                 path.append(state[0, :2])
             rollouts.append((imagined, np.array(path)))
         paths.append(plots.two_action_sequences(os.path.join(out, "two_actions.png"), rollouts[0][0],
@@ -309,8 +322,10 @@ def run(args, received):
     """Train, save, evaluate. Every way this can end keeps the work and says where it is."""
     if args.resume is not None:
         _, config, state = args.resumed
+        config = dataclasses.replace(config, fused=config.fused and not args.plain)
     else:
-        config = Config(seed=args.seed, occlusion=args.occlusion, control=args.control)
+        config = Config(seed=args.seed, occlusion=args.occlusion, control=args.control, model=args.model,
+                        boundary=args.boundary, fused=not args.plain)
         state = init_train_state(config)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")
     last_saved = {"step": None}

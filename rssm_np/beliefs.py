@@ -127,8 +127,9 @@ def action_response(params, config, n=64, horizon=10, seed=BELIEF_SEED + 1):
         actions = np.concatenate([context_actions, future], axis=1)       # (B, C + N - 1, A)
         imagined.append(centroid(predict(params, config, data["obs"], actions, horizon=horizon)))
         state, path = data["states"][:, -1].astype(np.float64), []
+        walls = np.random.default_rng(seed + 1)     # random walls: both rollouts draw the same numbers
         for k in range(horizon):
-            state = step_state(state, future[:, k], config.image_size, config.boundary)
+            state = step_state(state, future[:, k], config.image_size, config.boundary, walls)
             path.append(state[:, :2])
         true.append(np.stack(path, axis=1))
     model_diff, true_diff = (imagined[0] - imagined[1]).ravel(), (true[0] - true[1]).ravel()

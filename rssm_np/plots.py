@@ -1,4 +1,7 @@
-"""Figures a learner would rather look at than read. Uses everything; nothing imports it.
+"""Figures a learner would rather look at than read: plain arrays in, PNG or GIF files out.
+
+It imports only matplotlib and NumPy (the model is not needed to draw), and the commands
+(demo.py, compare, plan, play) import it; nothing in the math or running layers does.
 
 Each function takes plain arrays and a path, writes one PNG, and returns the path.
 """
@@ -239,3 +242,63 @@ def imagination_gif(path, truth, model_frames, context, fps=6):
     animation.save(path, writer=PillowWriter(fps=fps))
     plt.close(fig)
     return path
+
+
+def futures_side_by_side(path, last_seen, rows, wall_hits, every=2):
+    """The lesson in one picture: one random-wall sequence, the truth and each model's futures.
+
+    last_seen (S, S) the last context frame; rows: label -> (K, S, S) imagined frames (truth first);
+    wall_hits: imagined steps (1-based) at which the true dot hit a wall and its velocity was redrawn.
+    """
+    labels = list(rows)
+    steps = next(iter(rows.values())).shape[0]
+    shown = list(range(every - 1, steps, every))
+    fig, axes = plt.subplots(len(labels), len(shown) + 1, figsize=(1.05 * (len(shown) + 1), 1.1 * len(labels)),
+                             squeeze=False)
+    for i, label in enumerate(labels):
+        _frame_row(axes[i], [last_seen] + [rows[label][k] for k in shown], label)
+    axes[0, 0].set_title("last seen", fontsize=8)
+    for j, k in enumerate(shown):
+        hit = any(k + 1 - every < h <= k + 1 for h in wall_hits)      # a hit since the previous column
+        axes[0, j + 1].set_title(f"+{k + 1}" + (" wall" if hit else ""), fontsize=8, color="C3" if hit else "black")
+    return _save(fig, path, "Random walls: where the true dot hits a wall (red) its velocity is redrawn; "
+                            "each model's imagined futures")
+
+
+def spread_at_events(path, spread, event_steps):
+    """How far the one-step-ahead samples spread along one filtered sequence, wall hits marked.
+
+    spread (T,) px (NaN at t=0); event_steps: frames t whose step redrew the velocity (the first
+    frame that moves with the new velocity is t+1).
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    ax.plot(np.arange(len(spread)), spread, marker="o", markersize=3, label="spread of 32 one-step guesses (RSSM)")
+    for i, t in enumerate(event_steps):
+        ax.axvline(t + 1, color="C3", alpha=0.6, linestyle="--", label="first frame after a wall hit" if i == 0 else None)
+    ax.set_xlabel("frame t (the model has seen frames 0 .. t-1)")
+    ax.set_ylabel("spread (px)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path, "Uncertainty when necessary: the prior spreads right after a wall hit")
+
+
+def futures_by_horizon(path, results):
+    """Error against the imagined horizon for each world and model: mean path and best of 32.
+
+    results: world -> model -> dict with curve_mean_path, curve_best_of_32 (K,) and coverage90.
+    """
+    worlds = list(results)
+    fig, axes = plt.subplots(len(worlds), 2, figsize=(11, 3.4 * len(worlds)), squeeze=False)
+    for i, world in enumerate(worlds):
+        for j, (key, what) in enumerate((("curve_mean_path", "mean path"), ("curve_best_of_32", "best of 32 samples"))):
+            ax = axes[i, j]
+            for n, (model, metrics) in enumerate(results[world].items()):
+                curve = np.array(metrics[key])
+                ax.plot(np.arange(1, len(curve) + 1), curve, color=f"C{n}", linewidth=2 if model == "rssm" else 1.2,
+                        label=f"{model} (coverage90 {metrics['coverage90']:.2f})")
+            ax.set_title(f"{world} walls: {what}", fontsize=10)
+            ax.set_xlabel("steps imagined without observations")
+            ax.set_ylabel("dot position error (px)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,246 @@
+"""Why both paths: train the RNN, the SSM and the RSSM on two worlds, same budget, and compare.
+
+    python -m rssm_np.compare --out runs/compare            # 3 models x 2 worlds, about 15 minutes
+    python -m rssm_np.compare --steps 300 --out runs/quick  # a quick look
+
+Worlds: "bounce" (deterministic walls: a memory is all a model needs) and "random" (each wall hit
+redraws the velocity: the future forks exactly there). Models (model.py): "rnn" deterministic
+only, "ssm" stochastic only, "rssm" both. Same encoder, decoder, sizes, data, steps and seed.
+Writes OUT/<world>/<model>/model.npz, OUT/compare.json, OUT/compare.md and three figures.
+Rerunning the same command reuses the models already trained (same config, same steps) and
+continues an interrupted one from its checkpoint.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import plots
+from .checkpoint import load_train_state, save
+from .config import Config
+from .evaluate import CONTEXT
+from .futures import SAMPLES, futures_dataset, future_metrics, one_step_spread
+from .model import predict
+from .runs import FolderError, claim_folder, stop_signals, write_text
+from .training import init_train_state, train
+
+MODELS = ("rnn", "ssm", "rssm")
+WORLDS = ("bounce", "random")
+DEFAULT_STEPS = 1500
+RESULTS = ("compare.json", "compare.md")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m rssm_np.compare",
+        description="Train the RNN, SSM and RSSM on the bouncing and the random-wall world with the same "
+                    "budget, then measure their imagined futures (held-out seeds).")
+    parser.add_argument("--out", default=os.path.join("runs", "compare"), help="output folder (default runs/compare)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help=f"training steps for each model on each world (default {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and noise (default 0)")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated subset of {','.join(WORLDS)}")
+    parser.add_argument("--overwrite", action="store_true", help="replace compare.json / compare.md found in --out")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be a positive integer, got {args.steps}")
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+    for flag, allowed in (("models", MODELS), ("worlds", WORLDS)):
+        names = [name for name in getattr(args, flag).split(",") if name]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            parser.error(f"--{flag} takes a comma-separated subset of {','.join(allowed)}, got {getattr(args, flag)!r}")
+        setattr(args, flag, [name for name in allowed if name in names])
+    try:
+        args.lock = claim_folder(args.out, RESULTS, args.overwrite)
+    except FolderError as error:
+        parser.error(f"--out {args.out!r} {error}")
+    return args
+
+
+def model_config(model, world, seed):
+    """The one config each run gets: only the model and the walls differ."""
+    return Config(model=model, boundary=world, occlusion=False, control=False, seed=seed)
+
+
+def trained_state(folder, config, steps):
+    """A finished model found in `folder` (same config, `steps` steps), or a checkpoint to continue."""
+    for name in ("model.npz", "checkpoint.npz"):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            _, saved_config, state = load_train_state(path)
+        except (OSError, ValueError, TypeError):
+            continue
+        if saved_config == config and state is not None and state["step"] <= steps:
+            return state
+    return None
+
+
+class Progress:
+    """One line every 100 steps: run | step | loss | ms/step | eta of the whole comparison."""
+
+    def __init__(self, runs, steps):
+        self.runs, self.steps, self.started = runs, steps, time.perf_counter()
+        self.done_steps, self.label = 0, ""
+        print(f"{'run':<14} | {'step':>6} | {'loss':>8} | {'ms/step':>7} | {'eta (all runs)':>14}")
+
+    def start(self, label, first_step):
+        self.label, self.first_step, self.run_start = label, first_step, time.perf_counter()
+
+    def __call__(self, state, stats, elapsed):
+        step = state["step"]
+        if step % 100 and step != self.steps:
+            return False
+        ms = float(np.median([h["ms"] for h in state["history"][-100:]]))
+        remaining = (self.steps - step) + (self.runs - self.done_steps // self.steps - 1) * self.steps
+        eta = int(round(remaining * ms / 1000))
+        print(f"{self.label:<14} | {step:6d} | {stats['loss']:8.3f} | {ms:7.1f} | {eta // 60:11d}m{eta % 60:02d}s",
+              flush=True)
+        return False
+
+
+def run_one(args, world, model, progress):
+    """Train (or reuse) one model; return its params, config and wall seconds of training."""
+    folder = os.path.join(args.out, world, model)
+    os.makedirs(folder, exist_ok=True)
+    config = model_config(model, world, args.seed)
+    state = trained_state(folder, config, args.steps) or init_train_state(config)
+    label = f"{world}/{model}"
+    progress.start(label, state["step"])
+    start = time.perf_counter()
+    if state["step"] < args.steps:
+        holder = {"state": state}
+
+        def remember(current, stats, elapsed):
+            holder["state"] = current
+            if current["step"] % 500 == 0:
+                save(os.path.join(folder, "checkpoint.npz"), current["params"], config, current)
+            return progress(current, stats, elapsed)
+
+        try:
+            state = train(config, steps=args.steps, state=state, on_step=remember)
+        except KeyboardInterrupt:
+            current = holder["state"]
+            save(os.path.join(folder, "checkpoint.npz"), current["params"], config, current)
+            raise
+    else:
+        print(f"{label:<14} | reusing {os.path.join(folder, 'model.npz')} ({state['step']} steps)")
+    save(os.path.join(folder, "model.npz"), state["params"], config, state)
+    progress.done_steps += args.steps
+    ms = [h["ms"] for h in state["history"]]
+    return state["params"], config, time.perf_counter() - start, float(np.median(ms)) if ms else float("nan")
+
+
+def table(results):
+    """compare.md: one row per world and model."""
+    lines = ["| world | model | mean path h=10 (px) | mean path, mean over K (px) | best of 32, h=11-20 (px) | "
+             "coverage90 | sharpness h=20 (mean path / samples) | event spread ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for world, by_model in results.items():
+        for model, m in by_model.items():
+            over = next(key for key in m if key.startswith("mean_over_"))
+            ratio = m["event_spread_ratio"]
+            lines.append(f"| {world} | {model} | {m['mean_h10']:.2f} | {m[over]:.2f} (K={over.split('_')[-1]}) | "
+                         f"{m['best_of_32_h11_20']:.2f} | {m['coverage90']:.3f} | "
+                         f"{m['sharpness_h20_mean_path']:.2f} / {m['sharpness_h20_samples']:.2f} | "
+                         f"{ratio_text(ratio, world, model)} |")
+    return "\n".join(lines) + "\n"
+
+
+def ratio_text(ratio, world, model):
+    if not math.isnan(ratio):
+        return f"{ratio:.2f}"
+    return "n/a (one future)" if model == "rnn" else "n/a (no random walls)" if world != "random" else "n/a"
+
+
+def lesson_sequence(data):
+    """A held-out random-wall sequence whose dot hits a wall a few steps after the context."""
+    events = data["events"][:, CONTEXT:]
+    for b in range(len(events)):
+        hits = np.flatnonzero(events[b])
+        if len(hits) and 2 <= hits[0] <= 6:
+            return b
+    return int(np.argmax(events.any(axis=1)))
+
+
+def write_figures(out, models, results, seed):
+    """The three figures; returns their paths."""
+    paths = []
+    if "random" in models:
+        data = futures_dataset("random")
+        b = lesson_sequence(data)
+        horizon = data["obs"].shape[1] - CONTEXT
+        rows = {"truth": data["obs"][b, CONTEXT:]}
+        for name, (params, config) in models["random"].items():
+            futures = predict(params, config, data["obs"][b:b + 1, :CONTEXT], data["actions"][b:b + 1, :-1],
+                              horizon=horizon, samples=3, seed=seed)[0]                     # (3, K, S, S)
+            for i in range(1 if name == "rnn" else 3):
+                rows[f"{name} {'future' if name == 'rnn' else f'sample {i + 1}'}"] = futures[i]
+        hits = np.flatnonzero(data["events"][b, CONTEXT:]) + 1
+        paths.append(plots.futures_side_by_side(os.path.join(out, "lesson.png"), data["obs"][b, CONTEXT - 1],
+                                                rows, hits))
+        if "rssm" in models["random"]:
+            params, config = models["random"]["rssm"]
+            spread = one_step_spread(params, config, {k: v[b:b + 1] for k, v in data.items()}, SAMPLES, seed)[0]
+            paths.append(plots.spread_at_events(os.path.join(out, "when_necessary.png"), spread,
+                                                np.flatnonzero(data["events"][b])))
+    paths.append(plots.futures_by_horizon(os.path.join(out, "error_by_horizon.png"), results))
+    return paths
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        with stop_signals():
+            return run(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the models trained so far are in {args.out}; rerun the same command to continue")
+        return 130
+    finally:
+        if args.lock is not None:
+            args.lock.close()
+
+
+def run(args):
+    start = time.perf_counter()
+    runs = [(world, model) for world in args.worlds for model in args.models]
+    print(f"comparing {', '.join(args.models)} on the {' and '.join(args.worlds)} world(s): "
+          f"{args.steps} steps each, {len(runs)} runs; Ctrl-C keeps what is trained")
+    progress = Progress(len(runs), args.steps)
+    trained, timing = {}, {}
+    for world, model in runs:
+        params, config, seconds, ms = run_one(args, world, model, progress)
+        trained.setdefault(world, {})[model] = (params, config)
+        timing[f"{world}/{model}"] = {"train_seconds": round(seconds, 1), "ms_per_step": round(ms, 1)}
+    print("measuring imagined futures on held-out sequences ...", flush=True)
+    results = {}
+    for world, by_model in trained.items():
+        data = futures_dataset(world)
+        for model, (params, config) in by_model.items():
+            results.setdefault(world, {})[model] = future_metrics(params, config, data, SAMPLES, args.seed)
+    figures = write_figures(args.out, trained, results, args.seed)
+    wall = time.perf_counter() - start
+    summary = {"steps": args.steps, "seed": args.seed, "samples": SAMPLES, "context": CONTEXT,
+               "wall_seconds": round(wall, 1), "timing": timing, "results": results}
+    json_path = write_text(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
+    markdown = table(results)
+    md_path = write_text(os.path.join(args.out, "compare.md"), markdown)
+    print()
+    print(markdown)
+    print(f"wall time {wall / 60:.1f} min; wrote:")
+    for path in [json_path, md_path] + figures:
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
