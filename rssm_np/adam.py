@@ -4,7 +4,7 @@ Parameters and gradients are lists of arrays (the leaves of the params dict, see
 trees.tree_leaves); every update below is a few whole-array NumPy operations per leaf.
 """
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 
 def init_adam(params):

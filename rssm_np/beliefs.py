@@ -3,10 +3,11 @@
 Each measurement runs the model on held-out sequences from fixed seeds and returns plain floats.
 The small functions at the top (coverage, linear probe, the occlusion baseline) are pure NumPy
 on arrays, so tests can check them on constructed cases with a known answer.
-Shapes: B sequences, T frames, K samples, N horizon steps, H deter, Z stoch.
+Shapes (the glossary is in model.py): B sequences, T frames, M samples, K imagined steps,
+H deter, Z stoch.
 """
 
-import numpy as np
+import numpy as np          # plain NumPy: measurements on the model's untraced outputs
 
 from .distributions import kl_gaussian_per_dim
 from .evaluate import CONTEXT, EVAL_SEED, centroid, filtered_frames, pixel_error, reflect
@@ -23,7 +24,7 @@ def coverage(samples, truth, level=0.9):
     The region is the disk around the samples' mean whose radius is the `level`-quantile of the
     samples' own distances to that mean: it holds `level` of the samples by construction, so a
     calibrated model's truth falls inside it with probability `level`.
-    samples (..., K, 2), truth (..., 2) -> float.
+    samples (..., M, 2), truth (..., 2) -> float.
     """
     centre = samples.mean(axis=-2)                                        # (..., 2)
     radius = np.quantile(np.linalg.norm(samples - centre[..., None, :], axis=-1), level, axis=-1)
@@ -33,7 +34,7 @@ def coverage(samples, truth, level=0.9):
 def linear_probe_r2(train_features, train_targets, test_features, test_targets):
     """R^2 of a least-squares linear read-out (with bias), fit on train, scored on test.
 
-    features (N, F), targets (N, P) -> (mean R^2 over the P targets, per-target R^2 list).
+    features (rows, F), targets (rows, P) -> (mean R^2 over the P targets, per-target R^2 list).
     R^2 = 1 - sum (y - y^)^2 / sum (y - mean y)^2: 1 is perfect, 0 is no better than the mean.
     """
     def with_bias(x):
@@ -104,7 +105,7 @@ def kl_per_dim(params, config, post):
 
 
 def sampled_futures(params, config, data, samples=32, horizon=20, seed=0):
-    """Centroids of K sampled imagined futures: (B, K, N, 2), from predict(..., samples=K)."""
+    """Centroids of M sampled imagined futures: (B, M, K, 2), from predict(..., samples=M)."""
     frames = predict(params, config, data["obs"][:, :CONTEXT], data["actions"][:, :CONTEXT + horizon - 1],
                      horizon=horizon, samples=samples, seed=seed)
     return centroid(frames)
@@ -124,7 +125,7 @@ def action_response(params, config, n=64, horizon=10, seed=BELIEF_SEED + 1):
     imagined, true = [], []
     for _ in range(2):
         future = rng.uniform(-1, 1, size=(n, horizon, config.action_size)).astype(np.float32)
-        actions = np.concatenate([context_actions, future], axis=1)       # (B, C + N - 1, A)
+        actions = np.concatenate([context_actions, future], axis=1)       # (B, C + K - 1, A)
         imagined.append(centroid(predict(params, config, data["obs"], actions, horizon=horizon)))
         state, path = data["states"][:, -1].astype(np.float64), []
         walls = np.random.default_rng(seed + 1)     # random walls: both rollouts draw the same numbers
@@ -144,13 +145,14 @@ def controlled_open_loop(params, config, n=64, length=50):
     return float(pixel_error(centroid(frames), data["states"][:, CONTEXT:, :2]).mean())
 
 
-def probe(params, config, n=64, length=50):
-    """R^2 of a linear read-out of the true (x, y, vx, vy) from [h_t, z_t], fit on half the
-    held-out sequences and scored on the other half."""
+def probe(params, config, n=64, length=50, parts=("deter", "stoch")):
+    """R^2 of a linear read-out of the true (x, y, vx, vy) from the filtered state, fit on half the
+    held-out sequences and scored on the other half. parts: which of h_t ("deter") and z_t
+    ("stoch") the read-out sees: both, or one alone to ask where the model keeps the state."""
     data = make_dataset(n, length, size=config.image_size, seed=BELIEF_SEED + 3, control=config.control,
                         boundary=config.boundary)
     _, post = filtered_frames(params, config, data["obs"], data["actions"])
-    features = np.concatenate([np.asarray(post["deter"]), np.asarray(post["stoch"])], axis=-1)
+    features = np.concatenate([np.asarray(post[part]) for part in parts], axis=-1)
     # Skip the first frames: velocity is not observable from a single frame.
     features, targets = features[:, 2:].reshape(n, -1, features.shape[-1]), data["states"][:, 2:]
     half = n // 2
@@ -163,7 +165,7 @@ def belief_metrics(params, config):
     metrics = occlusion_metrics(params, config)
     data = make_dataset(64, CONTEXT + 20, size=config.image_size, seed=BELIEF_SEED + 4,
                         control=config.control, boundary=config.boundary)
-    samples = sampled_futures(params, config, data, samples=32, horizon=20)          # (B, K, N, 2)
+    samples = sampled_futures(params, config, data, samples=32, horizon=20)          # (B, M, K, 2)
     metrics["coverage90"] = coverage(samples.swapaxes(1, 2), data["states"][:, CONTEXT:, :2])
     metrics["action_response"] = action_response(params, config)
     metrics["controlled_open_loop_px_error"] = controlled_open_loop(params, config)
@@ -173,4 +175,6 @@ def belief_metrics(params, config):
     metrics["active_dims"] = int((per_dim > ACTIVE_NATS).sum())
     metrics["probe_r2"], per_target = probe(params, config)
     metrics["probe_r2_per_target"] = dict(zip(["x", "y", "vx", "vy"], per_target))
+    metrics["probe_r2_deter_only"] = probe(params, config, parts=("deter",))[0]
+    metrics["probe_r2_stoch_only"] = probe(params, config, parts=("stoch",))[0]
     return metrics

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 
 def matmul_flops(config, batch, steps):

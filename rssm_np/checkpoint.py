@@ -16,7 +16,7 @@ import re
 import tempfile
 import zipfile
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from .config import Config, check_config
 from .model import param_shapes

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from . import plots
 from .checkpoint import load_train_state, save
@@ -46,10 +46,14 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and noise (default 0)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated subset of {','.join(WORLDS)}")
+    parser.add_argument("--sequences", type=int, default=64,
+                        help="held-out sequences to measure on (default 64; fewer for a quick look)")
     parser.add_argument("--overwrite", action="store_true", help="replace compare.json / compare.md found in --out")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be a positive integer, got {args.steps}")
+    if args.sequences < 1:
+        parser.error(f"--sequences must be a positive integer, got {args.sequences}")
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     for flag, allowed in (("models", MODELS), ("worlds", WORLDS)):
@@ -224,12 +228,15 @@ def run(args):
     print("measuring imagined futures on held-out sequences ...", flush=True)
     results = {}
     for world, by_model in trained.items():
-        data = futures_dataset(world)
+        data = futures_dataset(world, sequences=args.sequences)
         for model, (params, config) in by_model.items():
             results.setdefault(world, {})[model] = future_metrics(params, config, data, SAMPLES, args.seed)
+            print(f"  {world}/{model}: mean path h=10 {results[world][model]['mean_h10']:.2f} px, "
+                  f"best of 32 h=11-20 {results[world][model]['best_of_32_h11_20']:.2f} px", flush=True)
     figures = write_figures(args.out, trained, results, args.seed)
     wall = time.perf_counter() - start
     summary = {"steps": args.steps, "seed": args.seed, "samples": SAMPLES, "context": CONTEXT,
+               "sequences": args.sequences,
                "wall_seconds": round(wall, 1), "timing": timing, "results": results}
     json_path = write_text(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
     markdown = table(results)

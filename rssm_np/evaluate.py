@@ -7,7 +7,7 @@ distance to the true position. Plain NumPy on top of model.predict.
 Shapes: B sequences, T frames, K imagined steps, S image side.
 """
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from .layers import sigmoid
 from .model import actions_into_frames, decode, encode, observe, predict, unpack

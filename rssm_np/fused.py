@@ -40,6 +40,8 @@ Each weight's gradient is a sum over steps, done after the loop as one product o
     d_W_hz = sum_t gru_in^T d_gate_pre    d_W_h = sum_t h_t^T d_hidden_pre    d_W_out = sum_t hidden^T d_head
     d_b_out = sum_t d_head    d_action_term_t = d_gate_pre    d_embed_term_t = d_hidden_pre
     d_ln_scale, d_ln_bias from the gates' d_gates (see gru_gates_backward).
+The "rnn" model's head is a point (point=True): head = mean_t, std_t = 1, z_t = mean_t, so its
+backward is d_head = d_mean_out_t + d_stoch and the std lines drop out.
 The initial state, eps and min_std get no gradient: training starts from the empty memory and
 never differentiates its noise or its constants (asking for one raises a clear error).
 
@@ -127,9 +129,12 @@ def _gru_gates_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(gru_gates, _gru_gates_vjp)
 
 
-def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std):
+def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std, point=False):
     """One filtering step (the module docstring's forward lines). Returns h_t, z_t, mean_t, std_t
-    and the step's tape entry: the values step_backward reads, by name."""
+    and the step's tape entry: the values step_backward reads, by name.
+
+    point: the "rnn" model's head, head = mean_t, std_t = 1 and z_t = mean_t (no noise).
+    """
     w_hz, ln_scale, ln_bias, w_post, w_out, b_out = weights
     size = stoch.shape[-1]
     gru_in = onp.concatenate([deter, stoch], axis=-1)                        # (B, H+Z)
@@ -138,10 +143,14 @@ def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std):
     hidden_pre = new_deter @ w_post + embed_term                             # (B, U)
     # elu; expm1 keeps the digits that exp(x) - 1 loses for small |x|
     hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))   # (B, U)
-    head = hidden @ w_out + b_out                                            # (B, 2Z)
-    mean, std_pre = head[:, :size], head[:, size:]                           # (B, Z) each
-    std = softplus(std_pre) + min_std                                        # (B, Z)
-    new_stoch = mean + std * eps                                             # (B, Z)
+    head = hidden @ w_out + b_out                                            # (B, 2Z), or (B, Z) if point
+    if point:
+        mean, std_pre, std = head, None, onp.ones_like(head)                 # z_t = mean_t
+        new_stoch = mean
+    else:
+        mean, std_pre = head[:, :size], head[:, size:]                       # (B, Z) each
+        std = softplus(std_pre) + min_std                                    # (B, Z)
+        new_stoch = mean + std * eps                                         # (B, Z)
     entry = {"gru_in": gru_in, "gates": gates, "deter": new_deter, "hidden": hidden, "std_pre": std_pre}
     return new_deter, new_stoch, mean, std, entry
 
@@ -157,10 +166,13 @@ def step_backward(d_out, carry_deter, carry_stoch, entry, weights, eps, first_st
     w_hz, ln_scale, ln_bias, w_post, w_out, b_out = weights
     d_deter_out, d_stoch_out, d_mean_out, d_std_out = d_out
     d_stoch = d_stoch_out + carry_stoch                                      # z_t = mean_t + std_t * eps_t
-    d_std = d_std_out + d_stoch * eps                                        # (same line)
-    d_head = onp.concatenate([d_mean_out + d_stoch,                          # d_mean: (same line)
-                              d_std * sigmoid(entry["std_pre"])],            # std_t = softplus(std_pre) + min_std
-                             axis=-1)                                        # head = [mean_t, std_pre]  (B, 2Z)
+    if entry["std_pre"] is None:                                             # point head: z_t = mean_t = head
+        d_head = d_mean_out + d_stoch                                        # (B, Z); std_t = 1 is a constant
+    else:
+        d_std = d_std_out + d_stoch * eps                                    # (same line)
+        d_head = onp.concatenate([d_mean_out + d_stoch,                      # d_mean: (same line)
+                                  d_std * sigmoid(entry["std_pre"])],        # std_t = softplus(std_pre) + min_std
+                                 axis=-1)                                    # head = [mean_t, std_pre]  (B, 2Z)
     d_hidden_pre = (d_head @ w_out.T) * onp.minimum(entry["hidden"] + 1.0, 1.0)  # head = elu(hidden_pre) W_out + b_out
     d_deter = d_deter_out + carry_deter + d_hidden_pre @ w_post.T            # hidden_pre = h_t W_h + embed_term_t
     d_gate_pre, d_deter_prev, d_gates = gru_gates_backward(d_deter, ln_scale, entry["gates"])  # h_t = gru_gates(...)
@@ -186,19 +198,20 @@ class Tape:
 
 @primitive
 def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_bias,
-                    w_post, w_out, b_out, eps, min_std, tape=None):
+                    w_post, w_out, b_out, eps, min_std, tape=None, point=False):
     """The filtering loop, step_forward for t = 0 .. T-1, as one primitive.
 
     deter h_{-1} (B, H), stoch z_{-1} (B, Z): the state before the first frame; action_terms
     (B, T, 3H); embed_terms (B, T, U); w_hz (H+Z, 3H); ln_scale, ln_bias (3H,); w_post (H, U);
-    w_out (U, 2Z); b_out (2Z,); eps (B, T, Z); tape: a Tape to fill for the backward, or None.
+    w_out (U, 2Z); b_out (2Z,); eps (B, T, Z); tape: a Tape to fill for the backward, or None;
+    point: the "rnn" model's point head (w_out (U, Z): z_t = mean_t, std_t = 1, eps unused).
     Returns (B, T, H + 3Z): [h_t, z_t, mean_t, std_t] per step.
     """
     weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
     outputs = []
     for t in range(action_terms.shape[1]):
         deter, stoch, mean, std, entry = step_forward(deter, stoch, action_terms[:, t], embed_terms[:, t],
-                                                      weights, eps[:, t], min_std)
+                                                      weights, eps[:, t], min_std, point)
         outputs.append(onp.concatenate([deter, stoch, mean, std], axis=-1))
         if tape is not None:
             tape.steps.append(entry)
@@ -222,7 +235,7 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
     tape = kwargs.get("tape")
     if tape is None or len(tape.steps) != action_terms.shape[1]:
         tape = Tape()                           # called without a filled tape: run the forward again
-        filter_sequence(*args, tape=tape)
+        filter_sequence(*args, tape=tape, point=kwargs.get("point", False))
     weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
     deter_size, size = deter0.shape[-1], stoch0.shape[-1]
     ends = [deter_size, deter_size + size, deter_size + 2 * size]
@@ -262,7 +275,8 @@ defvjp_argnums(filter_sequence, _filter_sequence_vjp)
 
 
 def observe(params, config, state, prev_actions, embed, eps=None):
-    """model.observe's loop, fused: the same (B, T, .) deter, stoch, mean, std of the posterior.
+    """model.observe's loop, fused: the same (B, T, .) deter, stoch, mean, std of the posterior,
+    for the "rssm" and the "rnn" (whose head is a point: see filter_sequence).
 
     Computes the two terms that do not depend on the recurrence for all frames at once (see the
     module docstring), then runs filter_sequence. state {"deter" (B, H), "stoch" (B, Z)};
@@ -279,7 +293,7 @@ def observe(params, config, state, prev_actions, embed, eps=None):
         eps = onp.zeros((batch, steps, config.stoch_size), dtype=config.dtype)       # z = mean + std * 0
     out = filter_sequence(state["deter"], state["stoch"], action_terms, embed_terms, gru["w"][:-action_size],
                           gru["ln_scale"], gru["ln_bias"], post["w_deter"], post["out"]["w"], post["out"]["b"],
-                          eps, config.min_std, tape=Tape())
+                          eps, config.min_std, tape=Tape(), point=config.model == "rnn")
     deter_size, size = config.deter_size, config.stoch_size
     deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
     return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (B, T, .)

@@ -9,7 +9,7 @@ flight (the event spread ratio). Plain NumPy on top of model.predict / model.obs
 Shapes (the glossary is in model.py): B sequences, T frames, K imagined steps, M samples.
 """
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from .beliefs import coverage
 from .evaluate import CONTEXT, EVAL_SEED, centroid, pixel_error

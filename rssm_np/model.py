@@ -56,12 +56,14 @@ def init_params(config, seed=0, pixel_mass=DOT_PIXEL_MASS):
     mean_pixel = pixel_mass / pixels
     decoder[-1]["b"] = onp.full(pixels, math.log(mean_pixel / (1 - mean_pixel)), dtype=dtype)
     posterior_in = init_dense(rng, c.deter_size + c.embed_size, c.hidden_size, dtype)
+    # The draws below come in the order they always had, so a seed gives the same weights as ever.
+    encoder = init_mlp(rng, [pixels, c.hidden_size, c.embed_size], dtype)
     if c.model == "ssm":
         transition_params = {"ssm": init_dense(rng, c.stoch_size + c.action_size, c.deter_size, dtype)}
     else:
         transition_params = {"gru": init_gru(rng, c.stoch_size + c.action_size, c.deter_size, dtype)}
     return {
-        "encoder": init_mlp(rng, [pixels, c.hidden_size, c.embed_size], dtype),
+        "encoder": encoder,
         **transition_params,
         "prior": init_mlp(rng, [c.deter_size, c.hidden_size, head], dtype),
         # The posterior's first layer is kept as two blocks, W [h; e] = W_h h + W_e e (see posterior).
@@ -253,14 +255,14 @@ def observe(params, config, embed, prev_actions, eps=None, state=None, fused_cor
     action that led into frame t (see actions_into_frames); eps (B, T, Z) standard normal noise
     for the samples, or None for the posterior mean. state: (h, z) to continue from, or None for
     the empty memory. fused_core: run the loop as fused.observe (one primitive with a hand-written
-    backward, the default for speed; "rssm" only); None takes config.fused. Both compute the same
+    backward, the default for speed; not for "ssm", which has no GRU); None takes config.fused. Both compute the same
     numbers.
     Returns a dict of (B, T, .) arrays: deter, stoch, post_mean, post_std, prior_mean, prior_std.
     """
     batch, steps = embed.shape[:2]
     state = initial_state(config, batch, config.dtype) if state is None else \
         {"deter": state[0], "stoch": state[1]}
-    if (config.fused if fused_core is None else fused_core) and config.model == "rssm":
+    if (config.fused if fused_core is None else fused_core) and config.model != "ssm":
         post = fused.observe(params, config, state, prev_actions, embed, eps)
         # The prior feeds nothing forward in filtering, so it runs once over all B*T rows.
         prior_mean, prior_std = prior(params, config, post["deter"])                        # (B, T, Z)

@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402  (plain NumPy: figures draw untraced arrays)
 
 
 def _frame_row(axes, frames, label, cmap="gray", vmin=0.0, vmax=1.0):
@@ -32,9 +32,9 @@ def _save(fig, path, title=None):
 
 
 def world_samples(path, obs, mask=None, every=2, frames=10):
-    """A few sequences of the world, one per row, every `every`-th frame. obs (N, T, S, S).
+    """A few sequences of the world, one per row, every `every`-th frame. obs (B, T, S, S).
 
-    mask (N, T, S, S) bool, if given: occluders are painted black like the background, so they are
+    mask (B, T, S, S) bool, if given: occluders are painted black like the background, so they are
     tinted red here to be seen (the model sees only the black).
     """
     rows = obs.shape[0]
@@ -83,8 +83,8 @@ def reconstructions(path, obs, recon, frames=12):
 def open_loop(path, truth, imagined, filtered, every=4):
     """Open-loop imagination against the truth: truth / model / |error| rows per sequence.
 
-    truth (N, C+K, S, S) the real frames; imagined (N, K, S, S) from predict(); filtered
-    (N, C, S, S) the decoded posterior on the C context frames the model saw (marked green);
+    truth (B, C+K, S, S) the real frames; imagined (B, K, S, S) from predict(); filtered
+    (B, C, S, S) the decoded posterior on the C context frames the model saw (marked green);
     after them the model imagines blind.
     """
     context = filtered.shape[1]
@@ -191,7 +191,7 @@ def future_fan(path, last_frame, sample_paths, true_path, rows=2, cols=3):
 def two_action_sequences(path, frames_a, frames_b, true_a, true_b, every=2):
     """The same filtered start imagined under two action sequences, truth marked with a cross.
 
-    frames_a, frames_b (N, S, S); true_a, true_b (N, 2).
+    frames_a, frames_b (K, S, S); true_a, true_b (K, 2).
     """
     shown = list(range(0, frames_a.shape[0], every))
     fig, axes = plt.subplots(2, len(shown), figsize=(1.1 * len(shown), 2.6), squeeze=False)

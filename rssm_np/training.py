@@ -10,7 +10,7 @@ import math
 import os
 import time
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 from autograd import value_and_grad
 from autograd.tracer import getval
 

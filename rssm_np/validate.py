@@ -7,7 +7,7 @@ what it got and what it expected. Plain NumPy; nothing here is traced by autogra
 import dataclasses
 import numbers
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 from autograd.builtins import DictBox
 
 

@@ -18,7 +18,7 @@ coasts (a_t = 0) on the rest, so both pushed and free flight appear in training.
 Shapes (the glossary is in model.py): B sequences, T time steps, S pixels a side.
 """
 
-import numpy as np
+import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 DOT_SIGMA = 1.5        # blob std in pixels: big enough that a centroid is sub-pixel accurate
 MAX_SPEED = 2.0        # px/frame; the initial speed is drawn up to this

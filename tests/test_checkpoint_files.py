@@ -36,7 +36,8 @@ def rewrite(source, target, **changes):
 
 
 def test_param_shapes_are_the_shapes_init_params_builds_in_its_order():
-    for sizes in (SMALL, dict(image_size=8, action_size=3, deter_size=5, stoch_size=2, hidden_size=7, embed_size=6)):
+    for sizes in (SMALL, dict(image_size=8, action_size=3, deter_size=5, stoch_size=2, hidden_size=7, embed_size=6),
+                  dict(SMALL, model="rnn"), dict(SMALL, model="ssm")):
         config = Config(**sizes)
         built = [(name, leaf.shape) for name, leaf in tree_items(init_params(config))]
         assert built == tree_items(param_shapes(config))

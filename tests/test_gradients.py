@@ -201,18 +201,21 @@ FILTER_ARGUMENTS = ["deter", "stoch", "action_terms", "embed_terms", "w_hz", "ln
 DIFFERENTIATED = ["action_terms", "embed_terms", "w_hz", "ln_scale", "ln_bias", "w_post", "w_out", "b_out"]
 
 
-def _run_filter(inputs, differentiated, tape=None):
+def _run_filter(inputs, differentiated, tape=None, point=False):
     """fused.filter_sequence with `differentiated` (a dict) in place of those inputs."""
     values = [differentiated.get(name, inputs[name]) for name in FILTER_ARGUMENTS]
-    return fused.filter_sequence(*values, 0.1, tape=tape)
+    return fused.filter_sequence(*values, 0.1, tape=tape, point=point)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_fused_filter_sequence_finite_differences(seed):
+@pytest.mark.parametrize("point", [False, True])
+def test_fused_filter_sequence_finite_differences(seed, point):
     """Backpropagation through time by hand (fused.filter_sequence), every input training
-    differentiates, against finite differences."""
+    differentiates, against finite differences; point: the RNN's head (z = mean, no std)."""
     inputs = _filter_inputs(seed)
-    check_tree(lambda p: weighted_sum(_run_filter(inputs, p, fused.Tape()), seed),
+    if point:
+        inputs["w_out"], inputs["b_out"] = inputs["w_out"][:, :2], inputs["b_out"][:2]
+    check_tree(lambda p: weighted_sum(_run_filter(inputs, p, fused.Tape(), point), seed),
                {name: inputs[name] for name in DIFFERENTIATED}, seed)
 
 
@@ -234,14 +237,35 @@ def test_fused_filter_sequence_refuses_gradients_training_never_needs():
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("world", ["plain", "occlusion_control"])
+@pytest.mark.parametrize("world", ["plain", "occlusion_control", "rnn"])
 def test_fused_loss_equals_plain_autograd_loss(seed, world):
     """The full loss with the fused recurrent core equals the plain autograd version, value and gradient."""
     occluded = world == "occlusion_control"
-    fast = Config(**TINY, occlusion=occluded, control=occluded, fused=True)
-    plain = Config(**TINY, occlusion=occluded, control=occluded, fused=False)
+    model = "rnn" if world == "rnn" else "rssm"
+    fast = Config(**TINY, occlusion=occluded, control=occluded, fused=True, model=model)
+    plain = Config(**TINY, occlusion=occluded, control=occluded, fused=False, model=model)
     batch = make_dataset(2, 4, size=8, seed=seed, occlusion=occluded, control=occluded)
     params = init_params(fast, seed=seed)
     assert abs(loss(params, batch, fast, seed=seed) - loss(params, batch, plain, seed=seed)) < 1e-10
     onp.testing.assert_allclose(flatten(grad(loss)(params, batch, fast, seed))[0],
                                 flatten(grad(loss)(params, batch, plain, seed))[0], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("model", ["rnn", "ssm"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_full_loss_of_each_variant(model, seed):
+    """The RNN (no noise, KL of unit-variance Gaussians) and the SSM (no memory): whole loss, float64."""
+    config = Config(**TINY, model=model, boundary="random")
+    batch = make_dataset(2, 4, size=8, seed=seed, boundary="random")
+    params = init_params(config, seed=seed)
+    check_tree(lambda p: loss(p, batch, config, seed=seed), params, seed, rtol=FULL_LOSS_RTOL)
+
+
+def test_rnn_kl_is_half_the_squared_distance_of_the_means():
+    """With both stds fixed at 1, KL(q || p) = 0.5 ||mean_q - mean_p||^2: the regression of the prior."""
+    from rssm_np.distributions import kl_gaussian
+    from rssm_np.model import state_head
+    config = Config(**TINY, model="rnn")
+    rng = onp.random.default_rng(0)
+    (m_q, s_q), (m_p, s_p) = state_head(config, rng.standard_normal((5, 3))), state_head(config, rng.standard_normal((5, 3)))
+    onp.testing.assert_allclose(kl_gaussian(m_q, s_q, m_p, s_p), 0.5 * ((m_q - m_p) ** 2).sum(-1), rtol=1e-12)
