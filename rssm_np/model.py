@@ -183,6 +183,14 @@ def decode(params, deter, stoch):
 
 # --- one step, two ways -----------------------------------------------------------------------
 
+def sample(config, mean, std, eps):
+    """z_t = mean + std * eps (sample_gaussian), or z_t = mean when eps is None or the model is
+    "rnn", which has no random variable: given eps, it still returns its one future."""
+    if eps is None or config.model == "rnn":
+        return mean
+    return sample_gaussian(mean, std, eps)
+
+
 def img_step(params, config, state, action, eps=None):
     """Dream one step, with no image:
 
@@ -220,14 +228,6 @@ def obs_step(params, config, state, action, embed, eps=None):
     return post_state, prior_state
 
 
-def sample(config, mean, std, eps):
-    """z_t = mean + std * eps (sample_gaussian), or z_t = mean when eps is None or the model is
-    "rnn", which has no random variable: given eps, it still returns its one future."""
-    if eps is None or config.model == "rnn":
-        return mean
-    return sample_gaussian(mean, std, eps)
-
-
 # --- the loops --------------------------------------------------------------------------------
 
 def initial_state(config, batch, dtype):
@@ -255,8 +255,8 @@ def observe(params, config, embed, prev_actions, eps=None, state=None, fused_cor
     action that led into frame t (see actions_into_frames); eps (B, T, Z) standard normal noise
     for the samples, or None for the posterior mean. state: (h, z) to continue from, or None for
     the empty memory. fused_core: run the loop as fused.observe (one primitive with a hand-written
-    backward, the default for speed; not for "ssm", which has no GRU); None takes config.fused. Both compute the same
-    numbers.
+    backward, the default for speed; not for "ssm", which has no GRU); None takes config.fused.
+    Both compute the same numbers.
     Returns a dict of (B, T, .) arrays: deter, stoch, post_mean, post_std, prior_mean, prior_std.
     """
     batch, steps = embed.shape[:2]
@@ -275,10 +275,9 @@ def observe(params, config, embed, prev_actions, eps=None, state=None, fused_cor
         posts.append(post_state)
         priors.append(prior_state)
         state = post_state
-    return {"deter": stack_time([s["deter"] for s in posts]), "stoch": stack_time([s["stoch"] for s in posts]),
-            "post_mean": stack_time([s["mean"] for s in posts]), "post_std": stack_time([s["std"] for s in posts]),
-            "prior_mean": stack_time([s["mean"] for s in priors]),
-            "prior_std": stack_time([s["std"] for s in priors])}                        # (B, T, .)
+    return {"deter": stack_states(posts, "deter"), "stoch": stack_states(posts, "stoch"),
+            "post_mean": stack_states(posts, "mean"), "post_std": stack_states(posts, "std"),
+            "prior_mean": stack_states(priors, "mean"), "prior_std": stack_states(priors, "std")}   # (B, T, .)
 
 
 def imagine(params, config, deter, stoch, actions, eps=None):
@@ -294,9 +293,13 @@ def imagine(params, config, deter, stoch, actions, eps=None):
     for action, eps_k in zip(unstack_time(actions), noise):
         state = img_step(params, config, state, action, eps_k)
         states.append(state)
-    return {"deter": stack_time([s["deter"] for s in states]), "stoch": stack_time([s["stoch"] for s in states]),
-            "prior_mean": stack_time([s["mean"] for s in states]),
-            "prior_std": stack_time([s["std"] for s in states])}                        # (B, K, .)
+    return {"deter": stack_states(states, "deter"), "stoch": stack_states(states, "stoch"),
+            "prior_mean": stack_states(states, "mean"), "prior_std": stack_states(states, "std")}   # (B, K, .)
+
+
+def stack_states(states, key):
+    """One field of a list of step states, stacked over time: T x (B, F) -> (B, T, F)."""
+    return stack_time([state[key] for state in states])
 
 
 # --- the bound --------------------------------------------------------------------------------
