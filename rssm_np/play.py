@@ -210,8 +210,6 @@ def press(game, key, rng):
     elif key == "k":
         kicked = np.concatenate([game.world[:2], random_start(rng, 1, size)[0, 2:]])
         game = say(dataclasses.replace(game, world=kicked), "kick! the model could not see that coming")
-    elif key == "h":
-        game = dataclasses.replace(game, help=not game.help)
     elif key == "g":
         if game.model.planner is None:
             return say(game, NO_PLANNING), action
@@ -248,6 +246,8 @@ def step(game, key):
         return dataclasses.replace(game, quit=True)
     if key == "r":
         return new_game(game.model, game.seed, game.episode + 1, game.particle_xy.shape[0])
+    if key == "h":
+        return dataclasses.replace(game, help=not game.help)      # the window pauses while help shows
     t = game.t + 1
     rng = np.random.default_rng((game.seed, game.episode, t))
     config, size = game.model.config, game.model.config.image_size
@@ -364,12 +364,16 @@ class Screen:
         self.strip.set_ylabel("px", fontsize=8)
         self.strip.tick_params(labelsize=7)
         self.strip.legend(fontsize=7, loc="upper left", ncol=3, frameon=False, bbox_to_anchor=(0.0, 1.3))
-        self.status = fig.text(0.5, 0.955, "", ha="center", va="center", family="monospace", fontsize=8.5)
-        self.help = fig.text(0.5, 0.5, HELP, ha="center", va="center", family="monospace", fontsize=8,
+        # Text is the dearest thing to draw: the status is one short line, the message shows only
+        # when there is one, and the hint never changes (it stays in the background).
+        self.status = fig.text(0.5, 0.965, "", ha="center", va="center", family="monospace", fontsize=8.5)
+        self.message = fig.text(0.5, 0.925, "", ha="center", va="center", fontsize=8, color="C3")
+        fig.text(0.99, 0.01, "h: help   q: quit", ha="right", va="bottom", fontsize=7, color="0.4")
+        self.help = fig.text(0.5, 0.55, HELP, ha="center", va="center", multialignment="left", family="monospace", fontsize=8,
                              bbox=dict(facecolor="white", alpha=0.92, edgecolor="0.5"), visible=False, zorder=10)
         self.moving = [self.world_image, self.occluder, self.seen_image, self.closed_label, self.belief_image,
                        self.particles, self.truth, *self.goals, self.open_line, self.closed_line, self.spread_line,
-                       self.status, self.help]
+                       self.status, self.message, self.help]
         for artist in self.moving:
             artist.set_animated(True)       # left out of full redraws: drawn by show() over the background
         self.background = None
@@ -415,11 +419,11 @@ class Screen:
         self.closed_line.set_data(ago, np.where(~eyes | next_closed, error, np.nan))
         self.spread_line.set_data(ago, spread)
         eyes_text = "open  " if game.eyes_open else "CLOSED"
-        driver = "planner" if game.planning else "you"
-        status = (f"t={game.t:4d} | eyes {eyes_text} | action ({game.action[0]:+.1f}, {game.action[1]:+.1f}) by "
-                  f"{driver} | belief error {game.error:5.2f} px | spread {game.spread:4.2f} px")
-        message = game.message if game.t <= game.message_until else "h: help"
-        self.status.set_text(status + "\n" + message)
+        driver = "planner" if game.planning else "push"
+        self.status.set_text(f"t={game.t:4d}  eyes {eyes_text}  {driver} ({game.action[0]:+.1f},{game.action[1]:+.1f})"
+                             f"  error {game.error:5.2f} px  spread {game.spread:4.2f} px")
+        self.message.set_text(game.message)
+        self.message.set_visible(game.t <= game.message_until)
         self.help.set_visible(game.help)
         # The strip's height steps in 2 px, so its ticks (and the background) rarely change.
         top = 2.0 * np.ceil(max(2.0, 1.1 * float(np.max(np.concatenate([error, spread])))) / 2.0)
@@ -457,7 +461,8 @@ def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
         if key == "r":
             log = []
         grab()
-        log.append(game.history[-1])
+        if key != "h":
+            log.append(game.history[-1])
         if (i + 1) % 25 == 0 and i + 1 < len(keys):
             elapsed = time.perf_counter() - started
             report(f"frame {i + 1:4d}/{len(keys)} | {elapsed:5.1f} s | eta {elapsed / (i + 1) * (len(keys) - i - 1):4.1f} s")
@@ -483,7 +488,7 @@ class Window:
     def __init__(self, fig, game, script=()):
         self.fig, self.game = fig, game
         self.screen = Screen(fig, game)
-        self.queue = list(script)
+        self.script, self.queue = list(script), []      # keys to play, keys typed (these go first)
         self.log = [game.history[-1]]
         self.ticks, self.step_seconds, self.show_seconds = [], [], []
         manager = fig.canvas.manager
@@ -492,8 +497,12 @@ class Window:
             manager.key_press_handler_id = None
         fig.canvas.mpl_connect("key_press_event", self.on_key)
         fig.canvas.mpl_connect("button_press_event", self.on_click)
+        # A one-shot timer re-armed for the next 1/FPS deadline: a repeating one waits its full
+        # interval *after* each frame's work in some backends (Tk), which would lose the rate.
         self.timer = fig.canvas.new_timer(interval=1000 // FPS)
+        self.timer.single_shot = True
         self.timer.add_callback(self.tick)
+        self.next_frame = None
 
     def on_key(self, event):
         key = ALIASES.get(event.key, event.key)
@@ -506,7 +515,10 @@ class Window:
 
     def tick(self):
         self.ticks.append(time.perf_counter())
-        key = self.queue.pop(0) if self.queue else "wait"
+        key = self.queue.pop(0) if self.queue else self.script.pop(0) if self.script else "wait"
+        if self.game.help and key == "wait":        # paused under the help
+            self.arm_timer()
+            return
         self.game = step(self.game, key)
         self.step_seconds.append(time.perf_counter() - self.ticks[-1])
         if self.game.quit:
@@ -515,14 +527,23 @@ class Window:
             return
         if key == "r":
             self.log = []
-        self.log.append(self.game.history[-1])
+        if key != "h":
+            self.log.append(self.game.history[-1])
         begun = time.perf_counter()
         self.screen.show(self.game)
         self.show_seconds.append(time.perf_counter() - begun)
+        self.arm_timer()
+
+    def arm_timer(self):
+        """Start the timer for the next frame, 1/FPS after the last one was due (at once if late)."""
+        now = time.perf_counter()
+        self.next_frame = now + 1 / FPS if self.next_frame is None else max(self.next_frame + 1 / FPS, now)
+        self.timer.interval = max(1, int(round(1000 * (self.next_frame - now))))
+        self.timer.start()
 
     def run(self):
         """Show the window until it is closed or q is pressed; return the timings."""
-        self.timer.start()
+        self.arm_timer()
         plt.show()
         seconds = self.ticks[-1] - self.ticks[0] if len(self.ticks) > 1 else float("nan")
         median_ms = (lambda values: 1000 * float(np.median(values)) if values else float("nan"))
@@ -576,7 +597,7 @@ def parse_args(argv=None):
 def print_table(rows):
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
-        print(f"{name:<{width}} | {value}")
+        print(f"{name:<{width}} | {'-' if 'nan' in value else value}")
 
 
 def main(argv=None):
