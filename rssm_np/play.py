@@ -44,7 +44,7 @@ MESSAGE_FRAMES = 20      # a message stays on the status line this many frames
 PUSHES = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}   # y grows downwards
 KEYS = ("wait", *PUSHES, "space", "o", "k", "g", "p", "r", "q", "h")
 ALIASES = {"a": "left", "d": "right", "w": "up", "s": "down", " ": "space"}
-DEFAULT_SCRIPT = "right*3 down*2 wait*5 space wait*20 space wait*10 k wait*5 space up*2 wait*12 space wait*10"
+DEFAULT_SCRIPT = "right*3 down*2 wait*5 space wait*20 space wait*10 k wait*6 o wait*10 space up*2 wait*12 space wait*10"
 NO_PLANNING = "planning is not available in this version"
 HELP = """\
 arrows or w a s d   push the dot (the real world and the model get the same action)
@@ -238,8 +238,9 @@ def step(game, key):
     """One frame: the key acts, the real dot moves, the model sees (or not) and updates its belief.
 
     key: one of KEYS (or an alias, or "click:X,Y"). Returns a new Game; `game` is unchanged.
-    Pure given the model: the noise and the kicks come from a generator seeded by
-    (seed, episode, t), so the same keys give the same game. (Only a planner keeps state.)
+    q (quit), r (reset) and h (help) do not move time. Pure given the model: the noise and the
+    kicks come from a generator seeded by (seed, episode, t), so the same keys give the same
+    game. (Only a planner keeps state of its own.)
     """
     key = ALIASES.get(key, key)
     if key == "q":
@@ -437,6 +438,18 @@ def new_figure():
     return plt.figure(figsize=(7.6, 3.9), dpi=80)
 
 
+def gif_palette(frames, greys=96, colours=96):
+    """A palette for every frame: an even ramp of greys (the frames are greyscale images) plus
+    the colours the lines, dots and text use most."""
+    from PIL import Image
+    ramp = np.repeat(np.linspace(0, 255, greys).round().astype(np.uint8), 3)                  # (greys * 3,)
+    sample = np.concatenate(frames[::max(1, len(frames) // 16)])                              # (rows, width, 3)
+    common = Image.fromarray(sample).quantize(colors=colours, method=Image.Quantize.MAXCOVERAGE)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(list(ramp) + common.getpalette()[:3 * colours])
+    return palette
+
+
 def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
     """Play a key script with no window; write gif_path and the last frame beside it as .png.
 
@@ -471,7 +484,7 @@ def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
     plt.close(fig)
     # One shared palette, no dithering: unchanged pixels stay identical from frame to frame, so
     # the GIF stores little more than what moved.
-    palette = Image.fromarray(np.concatenate(frames[::max(1, len(frames) // 8)])).quantize(colors=64)
+    palette = gif_palette(frames)
     images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
     plots.save_atomically(gif_path, lambda temporary: images[0].save(
         temporary, save_all=True, append_images=images[1:], duration=1000 // FPS, loop=0, optimize=True))

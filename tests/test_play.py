@@ -33,6 +33,13 @@ def trained():
     return play.Model(train(config, steps=60)["params"], config)
 
 
+def played(game, script):
+    """The game after the keys of `script`."""
+    for key in play.parse_keys(script):
+        game = play.step(game, key)
+    return game
+
+
 @pytest.mark.parametrize("key, action", [("wait", (0, 0)), ("right", (1, 0)), ("left", (-1, 0)),
                                          ("up", (0, -1)), ("down", (0, 1)), ("d", (1, 0)), ("w", (0, -1))])
 def test_keys_move_the_real_dot_as_the_world_says(untrained, key, action):
@@ -91,24 +98,18 @@ def test_closed_eyes_let_no_frame_reach_the_posterior(untrained):
 
 def test_reopened_eyes_bring_the_belief_back(trained):
     """Kicked while the model dreams, the belief goes wrong; five frames after the eyes open it is close."""
-    game = play.new_game(trained, seed=0)
-    for key in play.parse_keys("wait*6 space k wait*8"):
-        game = play.step(game, key)
+    game = played(play.new_game(trained, seed=0), "wait*6 space k wait*8")
     dreaming_error = game.error
-    for key in play.parse_keys("space wait*5"):
-        game = play.step(game, key)
+    game = played(game, "space wait*5")
     assert game.eyes_open
     assert game.error < 2.0, (dreaming_error, game.error)
     assert game.error < dreaming_error, (dreaming_error, game.error)
 
 
 def test_the_particles_spread_while_dreaming(trained):
-    game = play.new_game(trained, seed=0)
-    for key in play.parse_keys("wait*6"):
-        game = play.step(game, key)
+    game = played(play.new_game(trained, seed=0), "wait*6")
     seeing = game.spread
-    for key in play.parse_keys("space wait*10"):
-        game = play.step(game, key)
+    game = played(game, "space wait*10")
     assert game.spread > seeing, (seeing, game.spread)
 
 
@@ -134,9 +135,7 @@ class ScriptedPlanner:
 
 def test_goal_then_p_lets_the_planner_drive(untrained):
     planner = ScriptedPlanner()
-    game = play.new_game(dataclasses.replace(untrained, planner=planner))
-    for key in play.parse_keys("g click:12,3 p"):
-        game = play.step(game, key)
+    game = played(play.new_game(dataclasses.replace(untrained, planner=planner)), "g click:12,3 p")
     assert game.goal == (12.0, 3.0) and game.planning and planner.resets == [1]
     assert planner.calls[-1][0] == (1, 16, 16)
     np.testing.assert_array_equal(planner.calls[-1][1], [[12.0, 3.0]])
