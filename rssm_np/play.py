@@ -55,7 +55,7 @@ g, then a click     set a goal;   p   let the planner drive
 r  reset      h  this help      q  quit"""
 SCRIPT_SYNTAX = ("a key script is words separated by spaces, each a key with an optional *count, "
                  f"e.g. \"right*5 space wait*15 space wait*5\"; keys: {', '.join(KEYS)}, "
-                 f"{', '.join(ALIASES.keys() - {' '})}, and click:X,Y (a goal in pixels, after g)")
+                 f"{', '.join(alias for alias in ALIASES if alias != ' ')}, and click:X,Y (a goal in pixels, after g)")
 
 
 @dataclasses.dataclass(frozen=True)
