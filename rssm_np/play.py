@@ -58,7 +58,7 @@ SCRIPT_SYNTAX = ("a key script is words separated by spaces, each a key with an 
                  f"{', '.join(alias for alias in ALIASES if alias != ' ')}, and click:X,Y (a goal in pixels, after g)")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Model:
     """What stays fixed during a game: the weights, their config, and a planner if there is one."""
     params: dict
@@ -66,7 +66,7 @@ class Model:
     planner: object = None       # a rssm_np.planning.Planner, or None in a version without planning
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Game:
     """Everything on the screen, as a value: step() returns a new Game and never changes this one."""
     model: Model
