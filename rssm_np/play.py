@@ -370,8 +370,8 @@ class Screen:
         self.status = fig.text(0.5, 0.965, "", ha="center", va="center", family="monospace", fontsize=8.5)
         self.message = fig.text(0.5, 0.925, "", ha="center", va="center", fontsize=8, color="C3")
         fig.text(0.99, 0.01, "h: help   q: quit", ha="right", va="bottom", fontsize=7, color="0.4")
-        self.help = fig.text(0.5, 0.55, HELP, ha="center", va="center", multialignment="left", family="monospace", fontsize=8,
-                             bbox=dict(facecolor="white", alpha=0.92, edgecolor="0.5"), visible=False, zorder=10)
+        self.help = fig.text(0.5, 0.55, HELP, ha="center", va="center", multialignment="left", family="monospace",
+                             fontsize=8, bbox=dict(facecolor="white", alpha=0.92, edgecolor="0.5"), visible=False, zorder=10)
         self.moving = [self.world_image, self.occluder, self.seen_image, self.closed_label, self.belief_image,
                        self.particles, self.truth, *self.goals, self.open_line, self.closed_line, self.spread_line,
                        self.status, self.message, self.help]
@@ -478,7 +478,8 @@ def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
             log.append(game.history[-1])
         if (i + 1) % 25 == 0 and i + 1 < len(keys):
             elapsed = time.perf_counter() - started
-            report(f"frame {i + 1:4d}/{len(keys)} | {elapsed:5.1f} s | eta {elapsed / (i + 1) * (len(keys) - i - 1):4.1f} s")
+            eta = elapsed / (i + 1) * (len(keys) - i - 1)
+            report(f"frame {i + 1:4d}/{len(keys)} | {elapsed:5.1f} s | eta {eta:4.1f} s")
     png_path = os.path.splitext(gif_path)[0] + ".png"
     plots.save_atomically(png_path, lambda temporary: Image.fromarray(frames[-1]).save(temporary))
     plt.close(fig)
@@ -575,8 +576,10 @@ def parse_args(argv=None):
     parser.add_argument("--keys", default=None,
                         help=f'key script, e.g. "right*5 space wait*15 space wait*5" (with --record the default is '
                              f'"{DEFAULT_SCRIPT}"; in a window it plays first, then you drive)')
-    parser.add_argument("--seed", type=int, default=0, help="seed of the start, the kicks and the particles (default 0)")
-    parser.add_argument("--particles", type=int, default=PARTICLES, help=f"sampled beliefs drawn as dots (default {PARTICLES})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the start, the kicks and the particles (default 0)")
+    parser.add_argument("--particles", type=int, default=PARTICLES,
+                        help=f"sampled beliefs drawn as dots (default {PARTICLES})")
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
