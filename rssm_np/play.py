@@ -301,26 +301,34 @@ def parse_keys(text):
 def measurements(log):
     """Belief error while seeing, drift while dreaming, and recovery, from [(t, eyes_open, error, spread)].
 
-    drift per closed-eye frame: over each stretch of closed eyes, (error at its last frame - error
-    on the frame before it) / its length, averaged over stretches. after reopening: the error on the
-    first frame seen again, averaged over reopenings.
+    For each stretch of closed eyes, with e_0 the error on the frame before it and e_k the error
+    k frames into it: drift = sum_k k (e_k - e_0) / sum_k k^2, the least-squares slope of the
+    growth (every frame counts, so a dream path that happens to cross the true dot does not set
+    it alone); the peak error; and the error on the first and third frames seen again.
+    Each is averaged over the stretches that ended with the eyes opening.
     """
     eyes = np.array([entry[1] for entry in log])
     error = np.array([entry[2] for entry in log])
-    drifts, reopened, closed_ends = [], [], []
+    drifts, peaks, first, third = [], [], [], []
     start = None
     for i in range(1, len(log)):
         if not eyes[i] and eyes[i - 1]:
             start = i
         if eyes[i] and not eyes[i - 1] and start is not None:
-            drifts.append((error[i - 1] - error[start - 1]) / (i - start))
-            closed_ends.append(error[i - 1])
-            reopened.append(error[i])
+            k = np.arange(1, i - start + 1)
+            drifts.append(np.sum(k * (error[start:i] - error[start - 1])) / np.sum(k ** 2))
+            peaks.append(error[start:i].max())
+            first.append(error[i])
+            if i + 2 < len(log) and eyes[i:i + 3].all():
+                third.append(error[i + 2])
             start = None
-    mean = (lambda values: float(np.mean(values)) if len(values) else float("nan"))
+
+    def mean(values):
+        return float(np.mean(values)) if len(values) else float("nan")
+
     return {"frames": len(log), "open_error_px": mean(error[eyes]), "closed_error_px": mean(error[~eyes]),
-            "drift_px_per_closed_frame": mean(drifts), "error_at_reopening_px": mean(closed_ends),
-            "error_after_reopening_px": mean(reopened)}
+            "drift_px_per_closed_frame": mean(drifts), "peak_closed_error_px": mean(peaks),
+            "first_reopened_error_px": mean(first), "third_reopened_error_px": mean(third)}
 
 
 class Screen:
@@ -637,8 +645,9 @@ def main(argv=None):
     rows += [("belief error, eyes open (px)", f"{summary['open_error_px']:.2f}"),
              ("belief error, eyes closed (px)", f"{summary['closed_error_px']:.2f}"),
              ("drift per closed-eye frame (px)", f"{summary['drift_px_per_closed_frame']:+.3f}"),
-             ("error on the last closed frame (px)", f"{summary['error_at_reopening_px']:.2f}"),
-             ("error on the first frame seen again (px)", f"{summary['error_after_reopening_px']:.2f}")]
+             ("peak error with eyes closed (px)", f"{summary['peak_closed_error_px']:.2f}"),
+             ("error on the 1st frame seen again (px)", f"{summary['first_reopened_error_px']:.2f}"),
+             ("error on the 3rd frame seen again (px)", f"{summary['third_reopened_error_px']:.2f}")]
     print_table(rows)
     for path in paths:
         print(f"wrote {path}")

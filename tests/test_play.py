@@ -183,11 +183,13 @@ def test_matplotlib_keys_are_off_in_the_play_window_only(untrained):
 
 
 def test_measurements_on_a_known_log():
-    log = [(0, True, 1.0, 0.1), (1, True, 1.0, 0.1), (2, False, 2.0, 0.5), (3, False, 3.0, 0.9), (4, True, 0.5, 0.1)]
+    log = [(0, True, 1.0, 0.1), (1, True, 1.0, 0.1), (2, False, 2.0, 0.5), (3, False, 3.0, 0.9),
+           (4, True, 0.5, 0.1), (5, True, 0.4, 0.1), (6, True, 0.3, 0.1)]
     summary = play.measurements(log)
-    assert summary["drift_px_per_closed_frame"] == pytest.approx(1.0)      # from 1.0 to 3.0 in two frames
-    assert summary["error_at_reopening_px"] == 3.0 and summary["error_after_reopening_px"] == 0.5
-    assert summary["open_error_px"] == pytest.approx(2.5 / 3)
+    assert summary["drift_px_per_closed_frame"] == pytest.approx(1.0)      # 1.0 -> 2.0 -> 3.0: one px a frame
+    assert summary["peak_closed_error_px"] == 3.0
+    assert summary["first_reopened_error_px"] == 0.5 and summary["third_reopened_error_px"] == 0.3
+    assert summary["open_error_px"] == pytest.approx(3.2 / 5)
 
 
 @pytest.fixture(scope="module")
