@@ -6,19 +6,68 @@ It imports only matplotlib and NumPy (the model is not needed to draw), and the 
 Each function takes plain arrays and a path, writes one PNG, and returns the path.
 """
 
+import os
+import sys
+import tempfile
+
 import matplotlib
 
-matplotlib.use("Agg")
+# Figures are files: draw off-screen, unless the caller opened pyplot first to choose a backend
+# (the play window does, to draw on the screen).
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402  (plain NumPy: figures draw untraced arrays)
+
+OCCLUDER_COLOURS = matplotlib.colors.ListedColormap(["red"])
+
+
+def frame_image(ax, frame, cmap="gray", vmin=0.0, vmax=1.0):
+    """One frame on bare axes (no ticks); returns the image, whose set_data redraws it."""
+    image = ax.imshow(frame, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return image
+
+
+def occluder_tint(hidden):
+    """The hidden pixels (S, S) bool as a layer for OCCLUDER_COLOURS: red where hidden, clear elsewhere."""
+    return np.ma.masked_where(~hidden, hidden.astype(float))
+
+
+def tint_occluders(ax, hidden):
+    """Occluders are painted black like the background, so tint them red to be seen; returns the layer."""
+    return ax.imshow(occluder_tint(hidden), alpha=0.45, vmin=0, vmax=1, cmap=OCCLUDER_COLOURS,
+                     interpolation="nearest")
 
 
 def _frame_row(axes, frames, label, cmap="gray", vmin=0.0, vmax=1.0):
     for ax, frame in zip(axes, frames):
-        ax.imshow(frame, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        frame_image(ax, frame, cmap, vmin, vmax)
     axes[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+
+
+def save_atomically(path, write):
+    """Run write(temporary_path), then rename the file onto `path`: no reader sees half a file.
+
+    The temporary file sits in the same folder (so the rename is atomic) and keeps the suffix
+    (so matplotlib and Pillow pick the format from it).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(temporary, 0o666 & ~umask)     # mkstemp makes it private; a figure is for everyone
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path
 
 
 def _save(fig, path, title=None):
@@ -26,7 +75,7 @@ def _save(fig, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_atomically(path, lambda temporary: fig.savefig(temporary, dpi=90))
     plt.close(fig)
     return path
 
@@ -43,8 +92,7 @@ def world_samples(path, obs, mask=None, every=2, frames=10):
         _frame_row(axes[i], obs[i, ::every][:frames], f"seq {i}")
         if mask is not None:
             for ax, hidden in zip(axes[i], mask[i, ::every][:frames]):
-                ax.imshow(np.ma.masked_where(~hidden, hidden.astype(float)), alpha=0.45, vmin=0, vmax=1,
-                          cmap=matplotlib.colors.ListedColormap(["red"]), interpolation="nearest")
+                tint_occluders(ax, hidden)
     for j in range(frames):
         axes[0, j].set_title(f"t={j * every}", fontsize=8)
     return _save(fig, path, "The dot world: what the model sees" + (" (occluders tinted red)" if mask is not None else ""))
@@ -226,9 +274,7 @@ def imagination_gif(path, truth, model_frames, context, fps=6):
     fig, (left, right) = plt.subplots(1, 2, figsize=(4.4, 2.5))
     images = []
     for ax, frames, title in ((left, truth, "truth"), (right, model_frames, "model")):
-        images.append(ax.imshow(frames[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest"))
-        ax.set_xticks([])
-        ax.set_yticks([])
+        images.append(frame_image(ax, frames[0]))
         ax.set_title(title, fontsize=9)
     caption = fig.text(0.5, 0.03, "", ha="center", fontsize=8)
 
@@ -239,7 +285,7 @@ def imagination_gif(path, truth, model_frames, context, fps=6):
         return images + [caption]
 
     animation = FuncAnimation(fig, draw, frames=truth.shape[0], blit=False)
-    animation.save(path, writer=PillowWriter(fps=fps))
+    save_atomically(path, lambda temporary: animation.save(temporary, writer=PillowWriter(fps=fps)))
     plt.close(fig)
     return path
 

@@ -112,6 +112,18 @@ def sample_occluders(rng, n, steps, size):
     return mask
 
 
+def random_start(rng, n, size):
+    """s_0: a position away from the walls and a velocity of random direction, speed up to MAX_SPEED.
+
+    Returns (n, 4) [x, y, vx, vy].
+    """
+    position = rng.uniform(2.0, size - 3.0, size=(n, 2))
+    angle = rng.uniform(0, 2 * np.pi, size=n)
+    speed = rng.uniform(0.5, MAX_SPEED, size=n)
+    velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return np.concatenate([position, velocity], axis=1)
+
+
 def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, boundary="bounce"):
     """Sample n sequences of T frames of the dot world.
 
@@ -128,11 +140,7 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
     from .validate import check_dataset_args
     check_dataset_args(n, T, size, seed, boundary)
     rng = np.random.default_rng(seed)
-    position = rng.uniform(2.0, size - 3.0, size=(n, 2))
-    angle = rng.uniform(0, 2 * np.pi, size=n)
-    speed = rng.uniform(0.5, MAX_SPEED, size=n)
-    velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-    state = np.concatenate([position, velocity], axis=1)                       # (n, 4)
+    state = random_start(rng, n, size)                                         # (n, 4)
     if control:
         pushed = rng.random((n, T, 1)) < PUSH_PROB
         actions = np.where(pushed, rng.uniform(-1.0, 1.0, size=(n, T, 2)), 0.0)

@@ -1,0 +1,658 @@
+"""Play inside the dream: drive the dot with the keyboard, close the model's eyes, watch it imagine.
+
+    python -m rssm_np.play runs/demo/model.npz                     # a window (needs a display)
+    python -m rssm_np.play runs/demo/model.npz --record play.gif   # no screen needed: a scripted run
+    python -m rssm_np.play runs/demo/model.npz --record play.gif --keys "right*5 space wait*15 space wait*5"
+
+Every frame (ten a second) the key pressed, if any, acts; the real dot moves one step; and the
+model's belief follows it by one step of the RSSM:
+    eyes open:    h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}),  z_t ~ q(z_t | h_t, x_t)   observe: the image corrects
+    eyes closed:  h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}),  z_t ~ p(z_t | h_t)        imagine: the prior dreams
+The belief is shown twice: the mean path (z = the mean at every step) decoded to a frame, and a
+few particles, beliefs whose z is sampled at every step, decoded to dots that show the spread.
+With eyes open the particles collapse onto the image; with eyes closed they fan out.
+
+The game is a plain value stepped by step(game, key) -> game; the drawing only reads it, so the
+rules are tested without a screen. Shapes: P belief rows (row 0 the mean path, then K particles),
+H deter, Z stoch, A action, S image side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+import time
+
+import matplotlib.pyplot as plt  # before plots: the play window chooses its own backend
+import numpy as np
+
+from . import plots
+from .checkpoint import load
+from .evaluate import centroid, pixel_error
+from .layers import sigmoid
+from .model import decode, encode, imagine, observe
+from .world import OCCLUDER_FRAMES, OCCLUDER_SIDE, random_start, render, step_state
+
+FPS = 10                 # frames per second of the window and of the recorded GIF
+PARTICLES = 8            # K sampled beliefs drawn as dots
+HISTORY = 100            # frames of belief error kept for the strip at the bottom
+MESSAGE_FRAMES = 20      # a message stays on the status line this many frames
+PUSHES = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}   # y grows downwards
+KEYS = ("wait", *PUSHES, "space", "o", "k", "g", "p", "r", "q", "h")
+ALIASES = {"a": "left", "d": "right", "w": "up", "s": "down", " ": "space"}
+DEFAULT_SCRIPT = "right*3 down*2 wait*5 space wait*20 space wait*10 k wait*6 o wait*10 space up*2 wait*12 space wait*10"
+NO_PLANNING = "planning is not available in this version"
+HELP = """\
+arrows or w a s d   push the dot (the real world and the model get the same action)
+space               open / close the model's eyes (closed: the prior dreams, no frames)
+o                   drop an occluder over the dot for a few frames
+k                   kick the real dot: a new random velocity the model cannot foresee
+g, then a click     set a goal;   p   let the planner drive
+r  reset      h  this help      q  quit"""
+SCRIPT_SYNTAX = ("a key script is words separated by spaces, each a key with an optional *count, "
+                 f"e.g. \"right*5 space wait*15 space wait*5\"; keys: {', '.join(KEYS)}, "
+                 f"{', '.join(alias for alias in ALIASES if alias != ' ')}, and click:X,Y (a goal in pixels, after g)")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+    """What stays fixed during a game: the weights, their config, and a planner if there is one."""
+    params: dict
+    config: object
+    planner: object = None       # a rssm_np.planning.Planner, or None in a version without planning
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Game:
+    """Everything on the screen, as a value: step() returns a new Game and never changes this one."""
+    model: Model
+    seed: int
+    episode: int                 # resets so far; each draws a new start
+    t: int                       # frames since the reset
+    world: np.ndarray            # (4,) the true [x, y, vx, vy]
+    occluder: np.ndarray         # (S, S) bool, True where the dropped occluder hides the image
+    occluder_left: int           # frames the occluder still stays
+    eyes_open: bool
+    seen: np.ndarray             # (S, S) the frame the model got (black while its eyes are closed)
+    action: np.ndarray           # (A,) the action that led into this frame
+    deter: np.ndarray            # (P, H) belief memory h_t of the mean path and of each particle
+    stoch: np.ndarray            # (P, Z) belief state z_t
+    belief: np.ndarray           # (S, S) the mean path, decoded
+    belief_xy: np.ndarray        # (2,) the decoded belief's centroid
+    particle_xy: np.ndarray      # (K, 2) the particles' decoded centroids
+    goal: tuple | None = None    # (x, y) in pixels
+    picking_goal: bool = False   # 'g' was pressed; the next click sets the goal
+    planning: bool = False       # the planner chooses the actions
+    help: bool = False
+    quit: bool = False
+    message: str = ""
+    message_until: int = -1      # the message shows up to this frame
+    history: tuple = ()          # ((t, eyes_open, error px, spread px), ...), the last HISTORY frames
+
+    @property
+    def error(self):
+        """Distance in pixels from the decoded belief to the true dot."""
+        return float(pixel_error(self.belief_xy, self.world[:2]))
+
+    @property
+    def spread(self):
+        """Mean distance in pixels of the particles from their own mean."""
+        return float(pixel_error(self.particle_xy, self.particle_xy.mean(axis=0)).mean())
+
+
+def find_planner(params, config):
+    """A rssm_np.planning.Planner for this model, or None in a version without planning."""
+    if importlib.util.find_spec("rssm_np.planning") is None:
+        return None
+    planning = importlib.import_module("rssm_np.planning")
+    return planning.Planner(params, config)
+
+
+def load_model(path, planner=True):
+    """Read a model.npz and check it can be driven; raises ValueError naming the problem."""
+    params, config = load(path)
+    if not config.control:
+        raise ValueError(f"{path!r} was trained without actions (config.control=False), so pushing the dot "
+                         "would mean nothing to it; train one with actions: python demo.py (on by default)")
+    return Model(params, config, find_planner(params, config) if planner else None)
+
+
+def sense(world, occluder, eyes_open, size):
+    """What the model gets: the rendered dot with the occluder painted black, or nothing at all.
+
+    world (4,), occluder (S, S) bool -> (S, S) float32.
+    """
+    if not eyes_open:
+        return np.zeros((size, size), dtype=np.float32)
+    return np.where(occluder, np.float32(0.0), render(world[:2], size))
+
+
+def believe(model, deter, stoch, seen, action, eyes_open, eps):
+    """One RSSM step for every belief row: observe() with eyes open, imagine() with them closed.
+
+    deter (P, H), stoch (P, Z), seen (S, S), action (A,) leading into this frame, eps (P, Z) noise
+    (row 0 zeros: the mean path). Closed eyes never call encode, so no frame reaches the posterior.
+    """
+    params, config = model.params, model.config
+    rows = deter.shape[0]
+    actions = np.repeat(action[None, None], rows, axis=0).astype(config.dtype)               # (P, 1, A)
+    if eyes_open:
+        embed = encode(params, seen.reshape(1, -1).astype(config.dtype))                     # (1, E)
+        embed = np.repeat(embed[:, None], rows, axis=0)                                      # (P, 1, E)
+        post = observe(params, config, embed, actions, eps[:, None], state=(deter, stoch))
+    else:
+        post = imagine(params, config, deter, stoch, actions, eps[:, None])
+    return post["deter"][:, 0], post["stoch"][:, 0]                                          # (P, H), (P, Z)
+
+
+def read_belief(model, deter, stoch):
+    """Decode every belief row: the mean path's frame (S, S), its centroid (2,), the particles' (K, 2)."""
+    frames = np.asarray(sigmoid(decode(model.params, deter, stoch)))                         # (P, D)
+    size = model.config.image_size
+    frames = frames.reshape(-1, size, size)                                                  # (P, S, S)
+    xy = centroid(frames)                                                                    # (P, 2)
+    return frames[0], xy[0], xy[1:]
+
+
+def noise(game_rng, model, rows):
+    """eps (P, Z) for one step: zeros for the mean path, standard normal for the particles."""
+    eps = game_rng.standard_normal((rows, model.config.stoch_size)).astype(model.config.dtype)
+    eps[0] = 0.0
+    return eps
+
+
+def new_game(model, seed=0, episode=0, particles=PARTICLES):
+    """A fresh start: the dot somewhere random, the model's eyes open on its first frame."""
+    config, size = model.config, model.config.image_size
+    rng = np.random.default_rng((seed, episode))
+    world = random_start(rng, 1, size)[0]                                                    # (4,)
+    occluder = np.zeros((size, size), dtype=bool)
+    seen = sense(world, occluder, True, size)
+    action = np.zeros(config.action_size)
+    rows = particles + 1
+    # (h_{-1}, z_{-1}) = 0, as observe() starts every sequence.
+    empty = (np.zeros((rows, config.deter_size), config.dtype), np.zeros((rows, config.stoch_size), config.dtype))
+    deter, stoch = believe(model, *empty, seen, action, True, noise(rng, model, rows))
+    belief, belief_xy, particle_xy = read_belief(model, deter, stoch)
+    game = Game(model, seed, episode, 0, world, occluder, 0, True, seen, action, deter, stoch,
+                belief, belief_xy, particle_xy)
+    return dataclasses.replace(game, history=((0, True, game.error, game.spread),))
+
+
+def drop_occluder(position, size):
+    """A square of the world's largest occluder side, centred on the dot: (S, S) bool."""
+    side = min(OCCLUDER_SIDE[1], size)
+    left, top = (np.clip(np.rint(position - side / 2), 0, size - side)).astype(int)
+    hidden = np.zeros((size, size), dtype=bool)
+    hidden[top:top + side, left:left + side] = True
+    return hidden
+
+
+def say(game, text):
+    return dataclasses.replace(game, message=text, message_until=game.t + MESSAGE_FRAMES)
+
+
+def press(game, key, rng):
+    """The key's effect before the frame advances: returns (game, action)."""
+    size = game.model.config.image_size
+    action = np.zeros(game.model.config.action_size)
+    if key in PUSHES:
+        action = np.array(PUSHES[key])
+    elif key == "space":
+        game = dataclasses.replace(game, eyes_open=not game.eyes_open)
+    elif key == "o":
+        game = dataclasses.replace(game, occluder=drop_occluder(game.world[:2], size),
+                                   occluder_left=OCCLUDER_FRAMES[1] + 1)
+    elif key == "k":
+        kicked = np.concatenate([game.world[:2], random_start(rng, 1, size)[0, 2:]])
+        game = say(dataclasses.replace(game, world=kicked), "kick! the model could not see that coming")
+    elif key == "g":
+        if game.model.planner is None:
+            return say(game, NO_PLANNING), action
+        game = say(dataclasses.replace(game, picking_goal=True), "click where the dot should go")
+    elif key.startswith("click:"):
+        if game.picking_goal:
+            goal = tuple(float(v) for v in key[len("click:"):].split(","))
+            game = say(dataclasses.replace(game, goal=goal, picking_goal=False), "goal set: p lets the planner drive")
+    elif key == "p":
+        if game.model.planner is None:
+            return say(game, NO_PLANNING), action
+        if game.goal is None:
+            return say(game, "set a goal first: g, then a click"), action
+        if not game.planning:
+            game.model.planner.reset(1)
+        game = say(dataclasses.replace(game, planning=not game.planning),
+                   "the planner drives" if not game.planning else "you drive")
+    if game.planning and key not in PUSHES:
+        # The planner sees what the model sees; its own belief lives inside it (it is not pure).
+        planned = game.model.planner.act(game.seen[None], np.array([game.goal]))              # (1, A)
+        action = np.clip(np.asarray(planned, dtype=float)[0], -1.0, 1.0)
+    return game, action
+
+
+def step(game, key):
+    """One frame: the key acts, the real dot moves, the model sees (or not) and updates its belief.
+
+    key: one of KEYS (or an alias, or "click:X,Y"). Returns a new Game; `game` is unchanged.
+    q (quit), r (reset) and h (help) do not move time. Pure given the model: the noise and the
+    kicks come from a generator seeded by (seed, episode, t), so the same keys give the same
+    game. (Only a planner keeps state of its own.)
+    """
+    key = ALIASES.get(key, key)
+    if key == "q":
+        return dataclasses.replace(game, quit=True)
+    if key == "r":
+        return new_game(game.model, game.seed, game.episode + 1, game.particle_xy.shape[0])
+    if key == "h":
+        return dataclasses.replace(game, help=not game.help)      # the window pauses while help shows
+    t = game.t + 1
+    rng = np.random.default_rng((game.seed, game.episode, t))
+    config, size = game.model.config, game.model.config.image_size
+    game, action = press(game, key, rng)
+    world = step_state(game.world[None], action[None], size, config.boundary, rng)[0]         # (4,)
+    occluder_left = max(game.occluder_left - 1, 0)
+    occluder = game.occluder if occluder_left else np.zeros_like(game.occluder)
+    seen = sense(world, occluder, game.eyes_open, size)
+    deter, stoch = believe(game.model, game.deter, game.stoch, seen, action, game.eyes_open,
+                           noise(rng, game.model, game.deter.shape[0]))
+    belief, belief_xy, particle_xy = read_belief(game.model, deter, stoch)
+    game = dataclasses.replace(game, t=t, world=world, occluder=occluder, occluder_left=occluder_left, seen=seen,
+                               action=action, deter=deter, stoch=stoch, belief=belief, belief_xy=belief_xy,
+                               particle_xy=particle_xy)
+    entry = (t, game.eyes_open, game.error, game.spread)
+    return dataclasses.replace(game, history=(game.history + (entry,))[-HISTORY:])
+
+
+def parse_keys(text):
+    """A key script -> a list of keys. "right*5 space wait*15" -> ["right"] * 5 + ["space"] + ["wait"] * 15.
+
+    Raises ValueError naming the first bad word and what was expected.
+    """
+    if not isinstance(text, str) or not text.split():
+        raise ValueError(f"the key script is empty; {SCRIPT_SYNTAX}")
+    keys = []
+    for word in text.split():
+        name, _, count = word.partition("*")
+        name = ALIASES.get(name.lower(), name.lower())
+        if name.startswith("click:"):
+            parts = name[len("click:"):].split(",")
+            try:
+                valid = len(parts) == 2 and all(np.isfinite(float(p)) for p in parts)
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError(f"{word!r} is not a click: expected click:X,Y with two numbers, e.g. click:10,20")
+        elif name not in KEYS:
+            raise ValueError(f"{word!r} is not a key; {SCRIPT_SYNTAX}")
+        if count == "" and "*" not in word:
+            repeat = 1
+        elif count.isdigit() and int(count) >= 1:
+            repeat = int(count)
+        else:
+            raise ValueError(f"{word!r} has a bad count: expected KEY*N with N a positive integer, e.g. wait*15")
+        keys.extend([name] * repeat)
+    return keys
+
+
+def measurements(log):
+    """Belief error while seeing, drift while dreaming, and recovery, from [(t, eyes_open, error, spread)].
+
+    For each stretch of closed eyes, with e_0 the error on the frame before it and e_k the error
+    k frames into it: drift = sum_k k (e_k - e_0) / sum_k k^2, the least-squares slope of the
+    growth (every frame counts, so a dream path that happens to cross the true dot does not set
+    it alone); the peak error; and the error on the first and third frames seen again.
+    Each is averaged over the stretches that ended with the eyes opening.
+    """
+    eyes = np.array([entry[1] for entry in log])
+    error = np.array([entry[2] for entry in log])
+    drifts, peaks, first, third = [], [], [], []
+    start = None
+    for i in range(1, len(log)):
+        if not eyes[i] and eyes[i - 1]:
+            start = i
+        if eyes[i] and not eyes[i - 1] and start is not None:
+            k = np.arange(1, i - start + 1)
+            drifts.append(np.sum(k * (error[start:i] - error[start - 1])) / np.sum(k ** 2))
+            peaks.append(error[start:i].max())
+            first.append(error[i])
+            if i + 2 < len(log) and eyes[i:i + 3].all():
+                third.append(error[i + 2])
+            start = None
+
+    def mean(values):
+        return float(np.mean(values)) if len(values) else float("nan")
+
+    return {"frames": len(log), "open_error_px": mean(error[eyes]), "closed_error_px": mean(error[~eyes]),
+            "drift_px_per_closed_frame": mean(drifts), "peak_closed_error_px": mean(peaks),
+            "first_reopened_error_px": mean(first), "third_reopened_error_px": mean(third)}
+
+
+class Screen:
+    """The figure's artists, built once; show(game) updates and redraws only what moves.
+
+    Panels: the real world (occluder tinted red), what the model sees, and the belief (the mean
+    path decoded, the particles as orange dots, the truth as a cyan cross), a strip of the belief
+    error over the last HISTORY frames, and a status line. Axes, titles and ticks are drawn once
+    and kept as a background image (matplotlib "blitting"): redrawing the text of a whole figure
+    every frame would cost more than the 100 ms a frame has.
+    """
+
+    def __init__(self, fig, game):
+        self.fig = fig
+        size = game.model.config.image_size
+        grid = fig.add_gridspec(2, 3, height_ratios=[3.0, 1.0], top=0.86, bottom=0.08, left=0.07, right=0.98,
+                                hspace=0.35, wspace=0.08)
+        self.panels = [fig.add_subplot(grid[0, i]) for i in range(3)]
+        titles = ("real world", "what the model sees", "belief: decoded + particles")
+        for ax, title in zip(self.panels, titles):
+            ax.set_title(title, fontsize=9)
+        self.world_image = plots.frame_image(self.panels[0], render(game.world[:2], size))
+        self.occluder = plots.tint_occluders(self.panels[0], game.occluder)
+        self.seen_image = plots.frame_image(self.panels[1], game.seen)
+        self.closed_label = self.panels[1].text(size / 2, size / 2, "eyes closed\n(dreaming)", color="0.75",
+                                                ha="center", va="center", fontsize=9)
+        self.belief_image = plots.frame_image(self.panels[2], game.belief)
+        self.particles = self.panels[2].scatter(game.particle_xy[:, 0], game.particle_xy[:, 1], s=9, color="C1",
+                                                alpha=0.9, linewidths=0)
+        self.truth, = self.panels[2].plot([], [], "+", color="cyan", markersize=8)
+        self.goals = [ax.plot([], [], "x", color="lime", markersize=8, markeredgewidth=2)[0] for ax in self.panels]
+        for ax in self.panels:
+            ax.set_xlim(-0.5, size - 0.5)
+            ax.set_ylim(size - 0.5, -0.5)
+            ax.set_autoscale_on(False)
+        self.strip = fig.add_subplot(grid[1, :])
+        self.open_line, = self.strip.plot([], [], color="C0", linewidth=1.5, label="belief error, eyes open")
+        self.closed_line, = self.strip.plot([], [], color="C3", linewidth=1.5, label="eyes closed")
+        self.spread_line, = self.strip.plot([], [], color="C1", linewidth=0.8, linestyle=":", label="particle spread")
+        self.strip.set_xlim(-HISTORY + 1, 0)
+        self.strip.set_xlabel("frames ago", fontsize=7, labelpad=1)
+        self.strip.set_ylabel("px", fontsize=8)
+        self.strip.tick_params(labelsize=7)
+        self.strip.legend(fontsize=7, loc="upper left", ncol=3, frameon=False, bbox_to_anchor=(0.0, 1.3))
+        # Text is the dearest thing to draw: the status is one short line, the message shows only
+        # when there is one, and the hint never changes (it stays in the background).
+        self.status = fig.text(0.5, 0.965, "", ha="center", va="center", family="monospace", fontsize=8.5)
+        self.message = fig.text(0.5, 0.925, "", ha="center", va="center", fontsize=8, color="C3")
+        fig.text(0.99, 0.01, "h: help   q: quit", ha="right", va="bottom", fontsize=7, color="0.4")
+        self.help = fig.text(0.5, 0.55, HELP, ha="center", va="center", multialignment="left", family="monospace",
+                             fontsize=8, bbox=dict(facecolor="white", alpha=0.92, edgecolor="0.5"), visible=False, zorder=10)
+        self.moving = [self.world_image, self.occluder, self.seen_image, self.closed_label, self.belief_image,
+                       self.particles, self.truth, *self.goals, self.open_line, self.closed_line, self.spread_line,
+                       self.status, self.message, self.help]
+        for artist in self.moving:
+            artist.set_animated(True)       # left out of full redraws: drawn by show() over the background
+        self.background = None
+        fig.canvas.mpl_connect("draw_event", self.on_draw)
+        self.update(game)
+
+    def on_draw(self, event):
+        """After a full redraw (the first one, a resize, new strip limits): keep the still parts."""
+        self.background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+        self.draw_moving()
+
+    def draw_moving(self):
+        for artist in self.moving:
+            self.fig.draw_artist(artist)
+
+    def show(self, game):
+        """Update the artists to `game` and put them on the screen."""
+        if self.update(game) or self.background is None:
+            self.fig.canvas.draw()          # calls on_draw, which draws the moving artists
+        else:
+            self.fig.canvas.restore_region(self.background)
+            self.draw_moving()
+        self.fig.canvas.blit(self.fig.bbox)
+
+    def update(self, game):
+        """Set every moving artist from `game`; True if the strip needs new limits (a full redraw)."""
+        size = game.model.config.image_size
+        self.world_image.set_data(render(game.world[:2], size))
+        self.occluder.set_data(plots.occluder_tint(game.occluder))
+        self.seen_image.set_data(game.seen)
+        self.closed_label.set_visible(not game.eyes_open)
+        self.belief_image.set_data(game.belief)
+        self.particles.set_offsets(game.particle_xy)
+        self.truth.set_data([game.world[0]], [game.world[1]])
+        goal_xy = ([game.goal[0]], [game.goal[1]]) if game.goal else ([], [])
+        for goal in self.goals:
+            goal.set_data(*goal_xy)
+        t, eyes, error, spread = (np.array(column) for column in zip(*game.history))
+        ago = t - game.t
+        # Each line also takes the frame before a change of colour, so the two lines join.
+        next_open, next_closed = np.append(eyes[1:], False), np.append(~eyes[1:], False)
+        self.open_line.set_data(ago, np.where(eyes | next_open, error, np.nan))
+        self.closed_line.set_data(ago, np.where(~eyes | next_closed, error, np.nan))
+        self.spread_line.set_data(ago, spread)
+        eyes_text = "open  " if game.eyes_open else "CLOSED"
+        driver = "planner" if game.planning else "push"
+        self.status.set_text(f"t={game.t:4d}  eyes {eyes_text}  {driver} ({game.action[0]:+.1f},{game.action[1]:+.1f})"
+                             f"  error {game.error:5.2f} px  spread {game.spread:4.2f} px")
+        self.message.set_text(game.message)
+        self.message.set_visible(game.t <= game.message_until)
+        self.help.set_visible(game.help)
+        # The strip's height steps in 2 px, so its ticks (and the background) rarely change.
+        top = 2.0 * np.ceil(max(2.0, 1.1 * float(np.max(np.concatenate([error, spread])))) / 2.0)
+        if top != self.strip.get_ylim()[1]:
+            self.strip.set_ylim(0, top)
+            return True
+        return False
+
+
+def new_figure():
+    return plt.figure(figsize=(7.6, 3.9), dpi=80)
+
+
+def gif_palette(frames, greys=96, colours=96):
+    """A palette for every frame: an even ramp of greys (the frames are greyscale images) plus
+    the colours the lines, dots and text use most."""
+    from PIL import Image
+    ramp = np.repeat(np.linspace(0, 255, greys).round().astype(np.uint8), 3)                  # (greys * 3,)
+    sample = np.concatenate(frames[::max(1, len(frames) // 16)])                              # (rows, width, 3)
+    common = Image.fromarray(sample).quantize(colors=colours, method=Image.Quantize.MAXCOVERAGE)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(list(ramp) + common.getpalette()[:3 * colours])
+    return palette
+
+
+def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
+    """Play a key script with no window; write gif_path and the last frame beside it as .png.
+
+    Returns (last game, the log [(t, eyes_open, error, spread)] of every frame, paths, seconds).
+    """
+    from PIL import Image
+    started = time.perf_counter()
+    fig = new_figure()
+    game = new_game(model, seed, particles=particles)
+    screen = Screen(fig, game)
+    log, frames = [game.history[-1]], []
+
+    def grab():
+        screen.show(game)
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())              # (height, width, 3)
+
+    grab()
+    for i, key in enumerate(keys):
+        game = step(game, key)
+        if game.quit:
+            break
+        if key == "r":
+            log = []
+        grab()
+        if key != "h":
+            log.append(game.history[-1])
+        if (i + 1) % 25 == 0 and i + 1 < len(keys):
+            elapsed = time.perf_counter() - started
+            eta = elapsed / (i + 1) * (len(keys) - i - 1)
+            report(f"frame {i + 1:4d}/{len(keys)} | {elapsed:5.1f} s | eta {eta:4.1f} s")
+    png_path = os.path.splitext(gif_path)[0] + ".png"
+    plots.save_atomically(png_path, lambda temporary: Image.fromarray(frames[-1]).save(temporary))
+    plt.close(fig)
+    # One shared palette, no dithering: unchanged pixels stay identical from frame to frame, so
+    # the GIF stores little more than what moved.
+    palette = gif_palette(frames)
+    images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
+    plots.save_atomically(gif_path, lambda temporary: images[0].save(
+        temporary, save_all=True, append_images=images[1:], duration=1000 // FPS, loop=0, optimize=True))
+    return game, log, (gif_path, png_path), time.perf_counter() - started
+
+
+class Window:
+    """The live game: a timer steps it FPS times a second with the next key pressed (or "wait").
+
+    matplotlib's own key bindings (s saves, o zooms, p pans, q closes, g grids, arrows navigate)
+    are disconnected from this figure only; every other figure keeps them.
+    """
+
+    def __init__(self, fig, game, script=()):
+        self.fig, self.game = fig, game
+        self.screen = Screen(fig, game)
+        self.script, self.queue = list(script), []      # keys to play, keys typed (these go first)
+        self.log = [game.history[-1]]
+        self.ticks, self.step_seconds, self.show_seconds = [], [], []
+        manager = fig.canvas.manager
+        if manager is not None and getattr(manager, "key_press_handler_id", None) is not None:
+            fig.canvas.mpl_disconnect(manager.key_press_handler_id)
+            manager.key_press_handler_id = None
+        fig.canvas.mpl_connect("key_press_event", self.on_key)
+        fig.canvas.mpl_connect("button_press_event", self.on_click)
+        # A one-shot timer re-armed for the next 1/FPS deadline: a repeating one waits its full
+        # interval *after* each frame's work in some backends (Tk), which would lose the rate.
+        self.timer = fig.canvas.new_timer(interval=1000 // FPS)
+        self.timer.single_shot = True
+        self.timer.add_callback(self.tick)
+        self.next_frame = None
+
+    def on_key(self, event):
+        key = ALIASES.get(event.key, event.key)
+        if key in KEYS and len(self.queue) < 3:     # a held key repeats faster than 10 fps: drop the excess
+            self.queue.append(key)
+
+    def on_click(self, event):
+        if self.game.picking_goal and event.inaxes in self.screen.panels and event.xdata is not None:
+            self.queue.append(f"click:{event.xdata:.1f},{event.ydata:.1f}")
+
+    def tick(self):
+        self.ticks.append(time.perf_counter())
+        key = self.queue.pop(0) if self.queue else self.script.pop(0) if self.script else "wait"
+        if self.game.help and key == "wait":        # paused under the help
+            self.arm_timer()
+            return
+        self.game = step(self.game, key)
+        self.step_seconds.append(time.perf_counter() - self.ticks[-1])
+        if self.game.quit:
+            self.timer.stop()
+            plt.close(self.fig)
+            return
+        if key == "r":
+            self.log = []
+        if key != "h":
+            self.log.append(self.game.history[-1])
+        begun = time.perf_counter()
+        self.screen.show(self.game)
+        self.show_seconds.append(time.perf_counter() - begun)
+        self.arm_timer()
+
+    def arm_timer(self):
+        """Start the timer for the next frame, 1/FPS after the last one was due (at once if late)."""
+        now = time.perf_counter()
+        self.next_frame = now + 1 / FPS if self.next_frame is None else max(self.next_frame + 1 / FPS, now)
+        self.timer.interval = max(1, int(round(1000 * (self.next_frame - now))))
+        self.timer.start()
+
+    def run(self):
+        """Show the window until it is closed or q is pressed; return the timings."""
+        self.arm_timer()
+        plt.show()
+        seconds = self.ticks[-1] - self.ticks[0] if len(self.ticks) > 1 else float("nan")
+        median_ms = (lambda values: 1000 * float(np.median(values)) if values else float("nan"))
+        return {"frames": len(self.ticks), "fps": (len(self.ticks) - 1) / seconds, "seconds": seconds,
+                "step_ms": median_ms(self.step_seconds), "show_ms": median_ms(self.show_seconds)}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m rssm_np.play", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Drive the dot with the keyboard and watch the model's belief follow it; close its eyes "
+                    "and watch it dream.", epilog="keys in the window:\n" + HELP)
+    parser.add_argument("model", help="a model.npz written by python demo.py (trained with actions, the default)")
+    parser.add_argument("--record", metavar="OUT.gif", default=None,
+                        help="no window: play --keys and write OUT.gif and the last frame as OUT.png")
+    parser.add_argument("--keys", default=None,
+                        help=f'key script, e.g. "right*5 space wait*15 space wait*5" (with --record the default is '
+                             f'"{DEFAULT_SCRIPT}"; in a window it plays first, then you drive)')
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the start, the kicks and the particles (default 0)")
+    parser.add_argument("--particles", type=int, default=PARTICLES,
+                        help=f"sampled beliefs drawn as dots (default {PARTICLES})")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.particles < 1:
+        parser.error(f"--particles must be a positive integer, got {args.particles}")
+    script = args.keys if args.keys is not None else (DEFAULT_SCRIPT if args.record is not None else None)
+    try:
+        args.script = [] if script is None else parse_keys(script)
+    except ValueError as error:
+        parser.error(f"--keys: {error}")
+    if args.record is not None and not args.record.lower().endswith(".gif"):
+        parser.error(f"--record must name a .gif file, got {args.record!r}")
+    if args.record is not None and os.path.isdir(args.record):
+        parser.error(f"--record {args.record!r} is a folder; expected a .gif file name")
+    try:
+        args.loaded = load_model(args.model)
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"model: {error}")
+    if args.record is None:
+        if plt.get_backend().lower() in ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template"):
+            parser.error(f"no display to open a window on (matplotlib chose the '{plt.get_backend()}' backend). "
+                         f"Record a scripted game instead:\n  python -m rssm_np.play {args.model} --record play.gif "
+                         f'--keys "right*5 space wait*15 space wait*5"')
+        try:
+            args.figure = new_figure()
+        except Exception as error:      # a screen backend that cannot reach its display
+            parser.error(f"cannot open a window ({type(error).__name__}: {error}); run with --record play.gif instead")
+    return args
+
+
+def print_table(rows):
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}} | {'-' if 'nan' in value else value}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = args.loaded
+    if args.record is not None:
+        plt.switch_backend("Agg")
+        print(f"recording {len(args.script)} frames of {args.model} ...", flush=True)
+        game, log, paths, seconds = record(model, args.script, args.record, args.seed, args.particles)
+        frames = len(log)
+        rows = [("frames", f"{frames}"), ("seconds", f"{seconds:.1f}"), ("frames/s recorded", f"{frames / seconds:.1f}")]
+    else:
+        window = Window(args.figure, new_game(model, args.seed, particles=args.particles), args.script)
+        timing = window.run()
+        log, paths = window.log, ()
+        rows = [("frames", f"{timing['frames']}"), ("seconds", f"{timing['seconds']:.1f}"),
+                (f"frames/s (the timer asks {FPS})", f"{timing['fps']:.1f}"),
+                ("model step (median ms)", f"{timing['step_ms']:.1f}"),
+                ("drawing (median ms)", f"{timing['show_ms']:.1f}")]
+    summary = measurements(log)
+    rows += [("belief error, eyes open (px)", f"{summary['open_error_px']:.2f}"),
+             ("belief error, eyes closed (px)", f"{summary['closed_error_px']:.2f}"),
+             ("drift per closed-eye frame (px)", f"{summary['drift_px_per_closed_frame']:+.3f}"),
+             ("peak error with eyes closed (px)", f"{summary['peak_closed_error_px']:.2f}"),
+             ("error on the 1st frame seen again (px)", f"{summary['first_reopened_error_px']:.2f}"),
+             ("error on the 3rd frame seen again (px)", f"{summary['third_reopened_error_px']:.2f}")]
+    print_table(rows)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
