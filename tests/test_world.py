@@ -130,7 +130,7 @@ def test_random_walls_redraw_the_velocity_only_at_wall_hits_pointing_away():
         assert np.all(new_vel[low & events[:, 1:]] > 0)                     # left the low wall inward
         assert np.all(new_vel[high & events[:, 1:]] < 0)                    # left the high wall inward
     # free flight stays deterministic: position advances by exactly the velocity between events
-    free = ~events[:, 1:]
+    free, pos = ~events[:, 1:], states[..., :2]
     np.testing.assert_allclose(pos[:, 1:][free], (pos[:, :-1] + vel[:, :-1])[free], atol=1e-4)
 
 
