@@ -41,8 +41,8 @@ def parse_args(argv=None):
                         help=f"CEM rounds per real step (default {SEARCH['iterations']})")
     parser.add_argument("--top-k", type=positive, default=SEARCH["top_k"],
                         help=f"candidates kept to refit each round (default {SEARCH['top_k']})")
-    parser.add_argument("--readout", choices=("linear", "centroid"), default="linear",
-                        help="how the cost reads the dot from an imagined state (default linear)")
+    parser.add_argument("--readout", choices=("linear", "centroid"), default="centroid",
+                        help="how the cost reads the dot from an imagined state (default centroid)")
     parser.add_argument("--out", default=None, help="output folder (default: the model's folder)")
     args = parser.parse_args(argv)
     if args.top_k > args.candidates:
@@ -106,9 +106,13 @@ def episodes_figure(path, goals, results, dreams, size, episodes=FIGURE_EPISODES
     dreams (T, B, K, 2): at every `every`-th step, where the model expected its plan to take the dot.
     """
     from .plots import _save, plt
-    fig, axes = plt.subplots(1, episodes, figsize=(2.6 * episodes, 2.9), squeeze=False)
+    cols = min(3, episodes)
+    rows = -(-episodes // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False)
     model, physics = results["CEM in the model"]["positions"], results["CEM + true physics"]["positions"]
-    for b, ax in enumerate(axes[0]):
+    for ax in axes.ravel()[episodes:]:
+        ax.axis("off")
+    for b, ax in enumerate(axes.ravel()[:episodes]):
         for t in range(0, len(dreams), every):
             start = model[b, t:t + 1]
             dream = np.concatenate([start, dreams[t][b]], axis=0)

@@ -42,7 +42,7 @@ from .world import make_dataset, render, step_state
 READOUT_SEED = 20_261_200        # the sequences the linear read-out is fitted on (never evaluated on)
 READOUTS = ("linear", "centroid")
 # The CEM settings, chosen by measurement (see the README's planning section).
-SEARCH = {"horizon": 10, "candidates": 100, "iterations": 4, "top_k": 10}
+SEARCH = {"horizon": 8, "candidates": 40, "iterations": 3, "top_k": 5}
 
 
 def cem(cost, batch, horizon, action_size, *, candidates, iterations, top_k, rng):
@@ -117,7 +117,7 @@ class Planner:
     """
 
     def __init__(self, params, config, *, horizon=SEARCH["horizon"], candidates=SEARCH["candidates"],
-                 iterations=SEARCH["iterations"], top_k=SEARCH["top_k"], seed=0, readout="linear"):
+                 iterations=SEARCH["iterations"], top_k=SEARCH["top_k"], seed=0, readout="centroid"):
         self.horizon = check_int("horizon", horizon)
         self.candidates = check_int("candidates", candidates)
         self.iterations = check_int("iterations", iterations)

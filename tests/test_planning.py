@@ -142,3 +142,12 @@ def test_plan_command_writes_its_files_and_refuses_a_model_without_actions(model
     with pytest.raises(SystemExit) as exit_info:
         main([plain_path])
     assert exit_info.value.code == 2 and "without actions" in capsys.readouterr().err
+
+
+def test_demo_plans_briefly_and_skips_a_model_without_actions(model, capsys):
+    import demo
+    params, config = model
+    metrics = demo.planning_metrics(params, config, episodes=2)
+    assert set(metrics["planning"]["CEM in the model"]) == {"success_rate", "final_px", "last10_px", "ms_per_step"}
+    assert demo.planning_metrics(params, Config(**SMALL)) == {}
+    assert "without actions" in capsys.readouterr().out
