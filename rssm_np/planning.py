@@ -42,7 +42,7 @@ from .world import make_dataset, render, step_state
 READOUT_SEED = 20_261_200        # the sequences the linear read-out is fitted on (never evaluated on)
 READOUTS = ("linear", "centroid")
 # The CEM settings, chosen by measurement (see the README's planning section).
-SEARCH = {"horizon": 8, "candidates": 40, "iterations": 3, "top_k": 5}
+SEARCH = {"horizon": 4, "candidates": 40, "iterations": 3, "top_k": 5}
 
 
 def cem(cost, batch, horizon, action_size, *, candidates, iterations, top_k, rng):
