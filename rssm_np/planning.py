@@ -13,15 +13,19 @@ The cost of an imagined state is the distance of the dot, read from the *imagine
 to the goal g:   c(h, z) = || readout(h, z) - g ||.   Nothing in the search sees the true state or
 the real physics; the world is touched only by executing a_t. The read-out is chosen by `readout`:
 
+    "centroid"  p = centroid(sigmoid(decode(h, z))): the intensity-weighted mean pixel of the
+                imagined frame (the default). Needs no data: the decoder already knows where it
+                draws the dot. It costs a decoder pass (3.8x the multiply-adds of an imagined
+                step) on every candidate's every step.
     "linear"    p = [h, z, 1] W, W fitted by least squares once, when the planner is built, on
                 states the model filtered and imagined on training-like sequences of the world
-                (the way PlaNet fits its reward head on the rewards in its data). Two small
-                products per imagined state.
-    "centroid"  p = centroid(sigmoid(decode(h, z))): the intensity-weighted mean pixel of the
-                imagined frame. Needs no data at all, but runs the decoder (3.6x the multiply-adds
-                of an imagined step itself) on every candidate's every step.
+                (as PlaNet fits its reward head on the rewards in its data). Two small products.
 
-The README's planning section has the measured comparison of the two.
+Measured on the default demo's model (64 episodes, the default search): the centroid reads the
+dot 0.21 px from the truth on filtered states, the linear read-out 1.61 px (position is not
+linear in [h, z]); planning with them succeeds in 100% and 88% of the episodes, ending 0.22 and
+1.16 px from the goal, at 19.8 and 7.8 ms per planned step. The README's planning section has the
+table and how the search settings were chosen.
 
 The planner talks to the model through encode, observe, imagine and decode only, so every model
 with that interface plans unchanged. CemPhysics is the same search with world.step_state in place
