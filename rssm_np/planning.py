@@ -156,14 +156,17 @@ class Planner:
 
         plan (B, K, A) -> dict deter (B, K, H), stoch (B, K, Z), positions (B, K, 2), frames (B, K, S, S).
         """
+        if self.belief is None:
+            raise ValueError("dream(plan) imagines from the belief that act() builds: call act() first")
         batch, horizon = plan.shape[:2]
         size = self.config.image_size
         deter, stoch = self.belief
         out = imagine(self.params, self.config, deter, stoch, plan.astype(self.config.dtype))
         flat_deter, flat_stoch = out["deter"].reshape(batch * horizon, -1), out["stoch"].reshape(batch * horizon, -1)
         frames = sigmoid(decode(self.params, flat_deter, flat_stoch)).reshape(batch, horizon, size, size)
-        return {"deter": out["deter"], "stoch": out["stoch"], "frames": frames,
-                "positions": self.positions(flat_deter, flat_stoch).reshape(batch, horizon, 2)}
+        positions = centroid(frames) if self.readout == "centroid" else \
+            self.positions(flat_deter, flat_stoch).reshape(batch, horizon, 2)
+        return {"deter": out["deter"], "stoch": out["stoch"], "frames": frames, "positions": positions}
 
     def imagined_cost(self, goals):
         """The cost function CEM calls: every candidate imagined from the belief, as one batch."""

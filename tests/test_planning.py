@@ -102,6 +102,8 @@ def test_planner_refuses_bad_arguments(model):
     with pytest.raises(ValueError, match="reset"):
         planner.act(frames, goals)
     planner.reset(2)
+    with pytest.raises(ValueError, match="act"):
+        planner.dream(np.zeros((2, 3, 2)))
     cases = [
         (np.zeros((2, 32, 32)), goals, "frames must have shape"),
         (frames + 2.0, goals, r"\[0, 1\]"),
