@@ -28,6 +28,8 @@ from rssm_np.runs import FolderError, claim_folder, silence_stdout, stop_signals
 from rssm_np.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, evaluate, filtered_frames,
                               pixel_error)
 from rssm_np.model import predict
+from rssm_np.plan import table as planning_table
+from rssm_np.planning import Planner, evaluate_planners
 from rssm_np.training import init_train_state, train
 from rssm_np.world import render, step_state
 
@@ -256,6 +258,18 @@ def render_truth(data, b):
     return render(data["states"][b, :, :2], data["obs"].shape[-1])
 
 
+def planning_metrics(params, config, episodes=16):
+    """A short planning evaluation: CEM inside the model and the three references on 16 episodes."""
+    if not config.control:
+        print("planning skipped: this model was trained without actions (--no-control), so it never saw "
+              "a push and cannot plan one")
+        return {}
+    print(f"planning {episodes} episodes in the dream (python -m rssm_np.plan runs the full 64) ...", flush=True)
+    _, results = evaluate_planners(Planner(params, config), episodes=episodes)
+    return {"planning": {name: {key: round(value, 3) for key, value in r.items() if key != "positions"}
+                         for name, r in results.items()}}
+
+
 def results_table(metrics):
     rows = [("RSSM (imagined)", ""), ("copy last frame", "baseline_copy_last_"),
             ("constant velocity", "baseline_const_velocity_"), ("reflecting physics oracle", "baseline_reflect_")]
@@ -277,6 +291,9 @@ def results_table(metrics):
                            ("linear probe R^2 of (x, y, vx, vy)", "probe_r2")):
             lines.append(f"{label:<47} | {metrics[key]:7.3f}")
         lines.append(f"{'active latent dimensions (KL > 0.1 nats)':<47} | {metrics['active_dims']:7d}")
+    if "planning" in metrics:
+        lines += ["", "planning to a goal in 30 real steps (16 episodes; python -m rssm_np.plan runs 64):",
+                  planning_table(metrics["planning"])]
     lines.append(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
     return "\n".join(lines)
 
@@ -409,6 +426,7 @@ def evaluate_and_draw(args, config, state, model_path, train_seconds):
     print("evaluating on held-out sequences ...", flush=True)
     metrics = evaluate(params, config)
     metrics.update(beliefs.belief_metrics(params, config))
+    metrics.update(planning_metrics(params, config))
     metrics["steps"] = state["step"]
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["ms_per_step"] = round(float(np.median([h["ms"] for h in state["history"][-200:]])), 1)

@@ -1,0 +1,203 @@
+"""Steer the real dot to a goal by planning inside the learned model, and compare with references.
+
+    python -m rssm_np.plan runs/demo/model.npz                 # 64 episodes, default CEM settings
+    python -m rssm_np.plan runs/demo/model.npz --episodes 16 --candidates 200
+
+Runs the same random episodes (start, goal, 30 real steps) with four planners: zero actions,
+random actions, CEM with the true physics, and CEM inside the model (planning.Planner). Writes
+plan.json, plan_episodes.png and plan.gif next to the model (or into --out) and prints a table.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from .checkpoint import load
+from .planning import EPISODE_STEPS, SEARCH, SUCCESS_PX, Planner, evaluate_planners
+from .validate import check_int
+
+FIGURE_EPISODES = 6
+
+
+def parse_args(argv=None):
+    def positive(text):
+        try:
+            return check_int("value", int(text))
+        except (ValueError, TypeError):
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+    parser = argparse.ArgumentParser(prog="python -m rssm_np.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a model.npz written by demo.py (trained with --control)")
+    parser.add_argument("--episodes", type=positive, default=64, help="episodes per planner (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (default 0)")
+    parser.add_argument("--horizon", type=positive, default=SEARCH["horizon"],
+                        help=f"K: imagined steps per plan (default {SEARCH['horizon']})")
+    parser.add_argument("--candidates", type=positive, default=SEARCH["candidates"],
+                        help=f"N: action sequences per CEM round (default {SEARCH['candidates']})")
+    parser.add_argument("--iterations", type=positive, default=SEARCH["iterations"],
+                        help=f"CEM rounds per real step (default {SEARCH['iterations']})")
+    parser.add_argument("--top-k", type=positive, default=SEARCH["top_k"],
+                        help=f"candidates kept to refit each round (default {SEARCH['top_k']})")
+    parser.add_argument("--readout", choices=("linear", "centroid"), default="centroid",
+                        help="how the cost reads the dot from an imagined state (default centroid)")
+    parser.add_argument("--out", default=None, help="output folder (default: the model's folder)")
+    args = parser.parse_args(argv)
+    if args.top_k > args.candidates:
+        parser.error(f"--top-k {args.top_k} must be at most --candidates {args.candidates}")
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+    try:
+        args.params, args.config = load(args.model)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        parser.error(f"model {args.model!r}: {error}")
+    if not args.config.control:
+        parser.error(f"model {args.model!r} was trained without actions (--no-control): it never saw a push, "
+                     "so it cannot plan one. Train with control (the demo's default) to plan.")
+    args.out = args.out or os.path.dirname(os.path.abspath(args.model))
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out!r} exists and is not a folder")
+    return args
+
+
+class Recorder:
+    """Progress line while the model plans, and its dreams for the figure and the GIF."""
+
+    def __init__(self, planner, episodes, every=5):
+        self.planner, self.episodes, self.every = planner, episodes, every
+        self.dreams, self.frames = [], []             # per step: (B, K, 2) positions, (K, S, S) episode 0
+        print(f"{'planner':<20} | {'step':>5} | {'ms/step':>7} | {'eta':>6}")
+
+    def __call__(self, name, t, seconds):
+        step = t + 1
+        planning = name == "CEM in the model"
+        if planning:
+            dream = self.planner.dream(self.planner.plan)
+            self.dreams.append(dream["positions"])
+            self.frames.append(dream["frames"][0])
+        if step != EPISODE_STEPS and (step % self.every or not planning):
+            return
+        eta = int(round(seconds / step * (EPISODE_STEPS - step)))
+        ms = 1000 * seconds / step / self.episodes
+        print(f"{name:<20} | {step:2d}/{EPISODE_STEPS} | {ms:7.1f} | {eta // 60:3d}m{eta % 60:02d}s", flush=True)
+
+
+def table(results):
+    lines = [f"{'planner':<20} | {'success':>7} | {'final px':>8} | {'last-10 px':>10} | {'ms/step':>7}"]
+    for name in ("CEM in the model", "CEM + true physics", "random actions", "zero actions"):
+        r = results[name]
+        lines.append(f"{name:<20} | {r['success_rate']:7.0%} | {r['final_px']:8.2f} | {r['last10_px']:10.2f} | "
+                     f"{r['ms_per_step']:7.2f}")
+    return "\n".join(lines)
+
+
+def write_json(path, record):
+    with open(path + ".tmp", "w") as file:
+        json.dump(record, file, indent=2)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def episodes_figure(path, goals, results, dreams, size, episodes=FIGURE_EPISODES, every=6):
+    """Paths of a few episodes: the model's planner, the true-physics planner, and the model's dreams.
+
+    dreams (T, B, K, 2): at every `every`-th step, where the model expected its plan to take the dot.
+    """
+    from .plots import _save, plt
+    cols = min(3, episodes)
+    rows = -(-episodes // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False)
+    model, physics = results["CEM in the model"]["positions"], results["CEM + true physics"]["positions"]
+    for ax in axes.ravel()[episodes:]:
+        ax.axis("off")
+    for b, ax in enumerate(axes.ravel()[:episodes]):
+        for t in range(0, len(dreams), every):
+            start = model[b, t:t + 1]
+            dream = np.concatenate([start, dreams[t][b]], axis=0)
+            ax.plot(dream[:, 0], dream[:, 1], color="C1", linestyle="--", linewidth=0.9,
+                    label="model's dream of its plan" if t == 0 else None)
+        ax.plot(physics[b, :, 0], physics[b, :, 1], color="0.6", linewidth=1, label="CEM + true physics")
+        ax.plot(model[b, :, 0], model[b, :, 1], ".-", color="C0", markersize=3, linewidth=1.2,
+                label="CEM in the model (real path)")
+        ax.plot(*model[b, 0], "o", color="C0", markersize=5)
+        ax.add_patch(plt.Circle(goals[b], SUCCESS_PX, color="C2", alpha=0.3))
+        ax.plot(*goals[b], "*", color="C2", markersize=10, label=f"goal ({SUCCESS_PX:g} px disk)")
+        ax.set_xlim(-0.5, size - 0.5)
+        ax.set_ylim(size - 0.5, -0.5)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        final = np.linalg.norm(model[b, -1] - goals[b])
+        ax.set_title(f"episode {b}: ends {final:.1f} px away", fontsize=8)
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    return _save(fig, path, "Planning in the dream: real paths (blue), the model's dreamed plans (orange)")
+
+
+def episode_gif(path, positions, goal, dream_frames, size, scale=6, fps=5):
+    """One episode as a GIF: the real frame beside the model's imagined plan at that step.
+
+    positions (T + 1, 2) real path; goal (2,); dream_frames (T, K, S, S), shown as the brightest
+    pixel over the K imagined frames: a trail of where the plan should take the dot. Drawn with
+    Pillow directly (it comes with matplotlib): thirty small frames do not need a figure each.
+    """
+    from PIL import Image, ImageDraw
+    from .world import render
+    real = render(positions[:-1], size)                                              # (T, S, S)
+    trail = dream_frames.max(axis=1)                                                 # (T, S, S)
+    gap, caption = 2, 14
+    goal_px = [(offset + goal[0] * scale + scale / 2, goal[1] * scale + scale / 2)
+               for offset in (0, (size + gap) * scale)]
+    images = []
+    for t in range(len(real)):
+        pair = np.concatenate([real[t], np.full((size, gap), 0.35), trail[t]], axis=1)   # (S, 2S + gap)
+        image = Image.fromarray((255 * pair).astype(np.uint8)).resize(
+            (pair.shape[1] * scale, size * scale), Image.NEAREST).convert("RGB")
+        canvas = Image.new("RGB", (image.width, image.height + 2 * caption), "white")
+        canvas.paste(image, (0, caption))
+        draw = ImageDraw.Draw(canvas)
+        for x, y in goal_px:
+            draw.line([(x - 6, y + caption), (x + 6, y + caption)], fill=(60, 220, 60), width=2)
+            draw.line([(x, y + caption - 6), (x, y + caption + 6)], fill=(60, 220, 60), width=2)
+        draw.text((4, 1), "real world", fill="black")
+        draw.text(((size + gap) * scale + 4, 1), "imagined plan", fill="black")
+        distance = np.linalg.norm(positions[t] - goal)
+        draw.text((4, image.height + caption + 1), f"step {t}: {distance:.1f} px from the goal (+)", fill="black")
+        images.append(canvas)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    settings = {"horizon": args.horizon, "candidates": args.candidates, "iterations": args.iterations,
+                "top_k": args.top_k}
+    print(f"planning {args.episodes} episodes of {EPISODE_STEPS} steps with {args.model} "
+          f"(CEM: {settings}, read-out: {args.readout})")
+    planner = Planner(args.params, args.config, readout=args.readout, **settings)
+    recorder = Recorder(planner, args.episodes)
+    goals, results = evaluate_planners(planner, episodes=args.episodes, seed=args.seed, on_step=recorder)
+    record = {"model": args.model, "episodes": args.episodes, "seed": args.seed, "readout": args.readout,
+              "settings": settings, "steps": EPISODE_STEPS, "success_px": SUCCESS_PX,
+              "results": {name: {k: v for k, v in r.items() if k != "positions"} for name, r in results.items()}}
+    paths = [write_json(os.path.join(args.out, "plan.json"), record)]
+    size = args.config.image_size
+    shown = min(FIGURE_EPISODES, args.episodes)
+    paths.append(episodes_figure(os.path.join(args.out, "plan_episodes.png"), goals, results, recorder.dreams,
+                                 size, episodes=shown))
+    paths.append(episode_gif(os.path.join(args.out, "plan.gif"), results["CEM in the model"]["positions"][0],
+                             goals[0], np.stack(recorder.frames), size))
+    print()
+    print(table(results))
+    print(f"(success: final distance <= {SUCCESS_PX:g} px; ms/step: wall time of one planned step per episode, "
+          f"{args.episodes} episodes planned as one batch)")
+    print("\nwrote:")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
