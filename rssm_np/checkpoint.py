@@ -74,17 +74,29 @@ def write_atomically(path, write):
     replaces. The temporary's name holds this process's id, so one left by a killed writer is
     recognised and removed by the next write into the folder. Returns `path`.
     """
+    def write_and_sync(temporary):
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+
+    return replace_atomically(path, write_and_sync)
+
+
+def replace_atomically(path, write_path):
+    """write_atomically for writers that want a file name: write_path(temporary_path) writes it.
+
+    The temporary keeps `path`'s suffix, so matplotlib and Pillow pick the format from it.
+    """
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
     _remove_stale_temporaries(folder)
     suffix = os.path.splitext(target)[1]
     handle, temporary = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=folder)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
+        write_path(temporary)
         os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except BaseException:

@@ -1,14 +1,12 @@
 """Figures a learner would rather look at than read: plain arrays in, PNG or GIF files out.
 
-It imports only matplotlib and NumPy (the model is not needed to draw), and the commands
-(demo.py, compare, plan, play) import it; nothing in the math or running layers does.
+It needs no model to draw (matplotlib, NumPy, and the atomic file writes of checkpoint.py), and
+the commands (demo.py, compare, plan, play) import it; nothing in the math or running layers does.
 
 Each function takes plain arrays and a path, writes one PNG, and returns the path.
 """
 
-import os
 import sys
-import tempfile
 
 import matplotlib
 
@@ -18,6 +16,8 @@ if "matplotlib.pyplot" not in sys.modules:
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402  (plain NumPy: figures draw untraced arrays)
+
+from .checkpoint import replace_atomically  # noqa: E402
 
 OCCLUDER_COLOURS = matplotlib.colors.ListedColormap(["red"])
 
@@ -48,26 +48,9 @@ def _frame_row(axes, frames, label, cmap="gray", vmin=0.0, vmax=1.0):
 
 
 def save_atomically(path, write):
-    """Run write(temporary_path), then rename the file onto `path`: no reader sees half a file.
-
-    The temporary file sits in the same folder (so the rename is atomic) and keeps the suffix
-    (so matplotlib and Pillow pick the format from it).
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(temporary, 0o666 & ~umask)     # mkstemp makes it private; a figure is for everyone
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
+    """Run write(temporary_path), then rename the file onto `path`: no reader sees half a file
+    (checkpoint.replace_atomically, the same rules as for models)."""
+    return replace_atomically(path, write)
 
 
 def _save(fig, path, title=None):
