@@ -1,10 +1,13 @@
 """Copy the README's pictures into docs/, small, from fixed-seed runs, so they never drift from the code.
 
-    python demo.py && python -m rssm_np.compare && python tools/docs_figures.py
+    python demo.py && python -m rssm_np.compare && python -m rssm_np.plan runs/demo/model.npz --out runs/plan \
+        && python tools/docs_figures.py
 
 Reads the figures that `python demo.py` (runs/demo) and `python -m rssm_np.compare` (runs/compare)
 wrote, and any that `python -m rssm_np.plan` (runs/plan) wrote, shrinks each PNG to at most
-MAX_WIDTH pixels wide, and writes them under docs/. Refuses to write more than 2 MB in all.
+MAX_WIDTH pixels wide, and writes them under docs/. Counts every file in docs/ (the play GIF,
+made by `python -m rssm_np.play runs/demo/model.npz --record docs/play.gif`, too) and fails if
+they take more than 2 MB in all.
 Pillow comes with matplotlib; nothing else is needed.
 """
 
@@ -30,7 +33,7 @@ FIGURES = [
     ("compare", "lesson.png", "compare_lesson.png"),
     ("compare", "when_necessary.png", "compare_when_necessary.png"),
     ("compare", "error_by_horizon.png", "compare_error_by_horizon.png"),
-    ("plan", "plan.png", "plan.png"),
+    ("plan", "plan_episodes.png", "plan_episodes.png"),
     ("plan", "plan.gif", "plan.gif"),
 ]
 REQUIRED = ("demo", "compare")
@@ -56,7 +59,7 @@ def main(argv=None):
         if not os.path.isdir(getattr(args, flag)):
             parser.error(f"--{flag} {getattr(args, flag)!r} is not a folder: run the command that makes it first")
     os.makedirs(args.out, exist_ok=True)
-    written, total = [], 0
+    written = []
     for flag, name, target_name in FIGURES:
         source = os.path.join(getattr(args, flag), name)
         if not os.path.exists(source):
@@ -68,12 +71,12 @@ def main(argv=None):
             shrink_png(source, target)
         else:
             shutil.copyfile(source, target)
-        total += os.path.getsize(target)
         written.append((target, os.path.getsize(target)))
     print(f"{'file':<40} | {'kB':>6}")
     for path, size in written:
         print(f"{path:<40} | {size / 1024:6.0f}")
-    print(f"{'total':<40} | {total / 1024:6.0f}")
+    total = sum(os.path.getsize(os.path.join(args.out, name)) for name in os.listdir(args.out))
+    print(f"{'total in ' + args.out:<40} | {total / 1024:6.0f}")
     if total > LIMIT_BYTES:
         print(f"error: {total / 1024:.0f} kB is over the 2 MB the README's pictures may take", file=sys.stderr)
         return 1
