@@ -12,6 +12,7 @@ from matplotlib.backend_bases import KeyEvent  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rssm_np import Config, init_params, save  # noqa: E402
+from rssm_np import game as rules  # noqa: E402  (the game's rules)
 from rssm_np import play  # noqa: E402
 from rssm_np.training import train  # noqa: E402
 from rssm_np.world import ACTION_GAIN, MAX_SPEED, step_state  # noqa: E402
@@ -23,28 +24,28 @@ TINY = dict(image_size=16, deter_size=16, stoch_size=4, hidden_size=32, embed_si
 @pytest.fixture(scope="module")
 def untrained():
     config = Config(**TINY)
-    return play.Model(init_params(config), config)
+    return rules.Model(init_params(config), config)
 
 
 @pytest.fixture(scope="module")
 def trained():
     """60 steps (a few seconds): enough for the posterior to find the dot within a pixel or two."""
     config = Config(**TINY)
-    return play.Model(train(config, steps=60)["params"], config)
+    return rules.Model(train(config, steps=60)["params"], config)
 
 
 def played(game, script):
     """The game after the keys of `script`."""
-    for key in play.parse_keys(script):
-        game = play.step(game, key)
+    for key in rules.parse_keys(script):
+        game = rules.step(game, key)
     return game
 
 
 @pytest.mark.parametrize("key, action", [("wait", (0, 0)), ("right", (1, 0)), ("left", (-1, 0)),
                                          ("up", (0, -1)), ("down", (0, 1)), ("d", (1, 0)), ("w", (0, -1))])
 def test_keys_move_the_real_dot_as_the_world_says(untrained, key, action):
-    game = play.new_game(untrained, seed=3)
-    moved = play.step(game, key)
+    game = rules.new_game(untrained, seed=3)
+    moved = rules.step(game, key)
     expected = step_state(game.world[None], np.array([action], dtype=float), 16, "bounce")[0]
     np.testing.assert_allclose(moved.world, expected)
     np.testing.assert_array_equal(moved.action, action)
@@ -52,29 +53,29 @@ def test_keys_move_the_real_dot_as_the_world_says(untrained, key, action):
 
 
 def test_kick_gives_a_new_velocity_within_the_worlds_speeds(untrained):
-    game = play.new_game(untrained, seed=1)
-    kicked = play.step(game, "k")
-    coasted = play.step(game, "wait")
+    game = rules.new_game(untrained, seed=1)
+    kicked = rules.step(game, "k")
+    coasted = rules.step(game, "wait")
     assert not np.allclose(kicked.world[2:], coasted.world[2:])
     assert 0.5 <= np.linalg.norm(kicked.world[2:]) <= MAX_SPEED + 1e-9
 
 
 def test_occluder_hides_the_dot_from_the_model_not_from_the_world(untrained):
-    game = play.new_game(untrained, seed=2)
-    hidden = play.step(game, "o")
-    np.testing.assert_allclose(hidden.world, play.step(game, "wait").world)
+    game = rules.new_game(untrained, seed=2)
+    hidden = rules.step(game, "o")
+    np.testing.assert_allclose(hidden.world, rules.step(game, "wait").world)
     x, y = np.rint(hidden.world[:2]).astype(int)
     assert hidden.occluder[y, x] and hidden.seen[y, x] == 0.0
     assert hidden.seen[hidden.occluder].max() == 0.0
 
 
 def test_step_is_pure_and_repeatable(untrained):
-    game = play.new_game(untrained, seed=4)
+    game = rules.new_game(untrained, seed=4)
     world, deter = game.world.copy(), game.deter.copy()
-    keys = play.parse_keys("right*2 k o space wait*2")
+    keys = rules.parse_keys("right*2 k o space wait*2")
     first, second = game, game
     for key in keys:
-        first, second = play.step(first, key), play.step(second, key)
+        first, second = rules.step(first, key), rules.step(second, key)
     np.testing.assert_array_equal(game.world, world)
     np.testing.assert_array_equal(game.deter, deter)
     np.testing.assert_array_equal(first.world, second.world)
@@ -83,22 +84,22 @@ def test_step_is_pure_and_repeatable(untrained):
 
 def test_closed_eyes_let_no_frame_reach_the_posterior(untrained):
     """With eyes closed the belief is the same whatever the real dot does; with eyes open it is not."""
-    closed = play.step(play.new_game(untrained, seed=5), "space")
+    closed = rules.step(rules.new_game(untrained, seed=5), "space")
     elsewhere = dataclasses.replace(closed, world=np.array([3.0, 12.0, -1.5, 0.5]))
-    for key in play.parse_keys("wait*3 right k wait*2"):
-        closed, elsewhere = play.step(closed, key), play.step(elsewhere, key)
+    for key in rules.parse_keys("wait*3 right k wait*2"):
+        closed, elsewhere = rules.step(closed, key), rules.step(elsewhere, key)
         assert not closed.eyes_open and closed.seen.max() == 0.0
         np.testing.assert_array_equal(closed.deter, elsewhere.deter)
         np.testing.assert_array_equal(closed.stoch, elsewhere.stoch)
         np.testing.assert_array_equal(closed.belief, elsewhere.belief)
     assert not np.allclose(closed.world, elsewhere.world)
-    opened, opened_elsewhere = play.step(closed, "space"), play.step(elsewhere, "space")
+    opened, opened_elsewhere = rules.step(closed, "space"), rules.step(elsewhere, "space")
     assert not np.allclose(opened.stoch, opened_elsewhere.stoch)      # the posterior reads the frame
 
 
 def test_reopened_eyes_bring_the_belief_back(trained):
     """Kicked while the model dreams, the belief goes wrong; five frames after the eyes open it is close."""
-    game = played(play.new_game(trained, seed=0), "wait*6 space k wait*8")
+    game = played(rules.new_game(trained, seed=0), "wait*6 space k wait*8")
     dreaming_error = game.error
     game = played(game, "space wait*5")
     assert game.eyes_open
@@ -107,16 +108,16 @@ def test_reopened_eyes_bring_the_belief_back(trained):
 
 
 def test_the_particles_spread_while_dreaming(trained):
-    game = played(play.new_game(trained, seed=0), "wait*6")
+    game = played(rules.new_game(trained, seed=0), "wait*6")
     seeing = game.spread
     game = played(game, "space wait*10")
     assert game.spread > seeing, (seeing, game.spread)
 
 
 def test_without_a_planner_g_and_p_say_so(untrained):
-    game = play.new_game(untrained)
+    game = rules.new_game(untrained)
     for key in ("g", "p"):
-        assert play.step(game, key).message == play.NO_PLANNING
+        assert rules.step(game, key).message == rules.NO_PLANNING
 
 
 class ScriptedPlanner:
@@ -135,13 +136,13 @@ class ScriptedPlanner:
 
 def test_goal_then_p_lets_the_planner_drive(untrained):
     planner = ScriptedPlanner()
-    game = played(play.new_game(dataclasses.replace(untrained, planner=planner)), "g click:12,3 p")
+    game = played(rules.new_game(dataclasses.replace(untrained, planner=planner)), "g click:12,3 p")
     assert game.goal == (12.0, 3.0) and game.planning and planner.resets == [1]
     assert planner.calls[-1][0] == (1, 16, 16)
     np.testing.assert_array_equal(planner.calls[-1][1], [[12.0, 3.0]])
     np.testing.assert_array_equal(game.action, [1.0, 0.5])
     before = game
-    game = play.step(game, "left")                # a key pressed overrides the planner for that frame
+    game = rules.step(game, "left")                # a key pressed overrides the planner for that frame
     np.testing.assert_array_equal(game.action, [-1.0, 0.0])
     expected = step_state(before.world[None], np.array([[-1.0, 0.0]]), 16, "bounce")[0]
     np.testing.assert_allclose(game.world, expected)
@@ -149,7 +150,7 @@ def test_goal_then_p_lets_the_planner_drive(untrained):
 
 
 def test_scripted_run_writes_a_gif_and_a_png(untrained, tmp_path):
-    keys = play.parse_keys("right*2 space wait*2 space")
+    keys = rules.parse_keys("right*2 space wait*2 space")
     game, log, paths, _ = play.record(untrained, keys, str(tmp_path / "out" / "play.gif"), report=lambda line: None)
     gif, png = paths
     with Image.open(gif) as image:
@@ -161,18 +162,18 @@ def test_scripted_run_writes_a_gif_and_a_png(untrained, tmp_path):
 
 
 def test_key_script_parser():
-    assert play.parse_keys("right*2 space wait*3") == ["right", "right", "space", "wait", "wait", "wait"]
-    assert play.parse_keys("  a D  k*1 click:1.5,2 ") == ["left", "right", "k", "click:1.5,2"]
+    assert rules.parse_keys("right*2 space wait*3") == ["right", "right", "space", "wait", "wait", "wait"]
+    assert rules.parse_keys("  a D  k*1 click:1.5,2 ") == ["left", "right", "k", "click:1.5,2"]
     for script, complaint in [("", "empty"), ("jump", "'jump' is not a key"), ("right*0", "bad count"),
                               ("right*x", "bad count"), ("right*", "bad count"), ("click:1", "not a click"),
                               ("click:a,b", "not a click")]:
         with pytest.raises(ValueError, match=complaint):
-            play.parse_keys(script)
+            rules.parse_keys(script)
 
 
 def test_matplotlib_keys_are_off_in_the_play_window_only(untrained):
     """'q' closes an ordinary figure (matplotlib's binding); in the play window it only queues the key."""
-    window = play.Window(plt.figure(), play.new_game(untrained))
+    window = play.Window(plt.figure(), rules.new_game(untrained))
     other = plt.figure()
     for fig in (window.fig, other):
         KeyEvent("key_press_event", fig.canvas, "q")._process()
@@ -185,7 +186,7 @@ def test_matplotlib_keys_are_off_in_the_play_window_only(untrained):
 def test_measurements_on_a_known_log():
     log = [(0, True, 1.0, 0.1), (1, True, 1.0, 0.1), (2, False, 2.0, 0.5), (3, False, 3.0, 0.9),
            (4, True, 0.5, 0.1), (5, True, 0.4, 0.1), (6, True, 0.3, 0.1)]
-    summary = play.measurements(log)
+    summary = rules.measurements(log)
     assert summary["drift_px_per_closed_frame"] == pytest.approx(1.0)      # 1.0 -> 2.0 -> 3.0: one px a frame
     assert summary["peak_closed_error_px"] == 3.0
     assert summary["first_reopened_error_px"] == 0.5 and summary["third_reopened_error_px"] == 0.3
