@@ -46,12 +46,17 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and noise (default 0)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated subset of {','.join(WORLDS)}")
+    parser.add_argument("--free-nats", type=float, default=None,
+                        help="free nats of every model (default: Config's 1.0); e.g. 0 to train the RNN's "
+                             "prior regression without a free budget")
     parser.add_argument("--sequences", type=int, default=64,
                         help="held-out sequences to measure on (default 64; fewer for a quick look)")
     parser.add_argument("--overwrite", action="store_true", help="replace compare.json / compare.md found in --out")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be a positive integer, got {args.steps}")
+    if args.free_nats is not None and not (args.free_nats >= 0 and math.isfinite(args.free_nats)):
+        parser.error(f"--free-nats must be a non-negative number, got {args.free_nats}")
     if args.sequences < 1:
         parser.error(f"--sequences must be a positive integer, got {args.sequences}")
     if args.seed < 0:
@@ -69,9 +74,10 @@ def parse_args(argv=None):
     return args
 
 
-def model_config(model, world, seed):
+def model_config(model, world, seed, free_nats=None):
     """The one config each run gets: only the model and the walls differ."""
-    return Config(model=model, boundary=world, occlusion=False, control=False, seed=seed)
+    extra = {} if free_nats is None else {"free_nats": free_nats}
+    return Config(model=model, boundary=world, occlusion=False, control=False, seed=seed, **extra)
 
 
 def trained_state(folder, config, steps):
@@ -116,7 +122,7 @@ def run_one(args, world, model, progress):
     """Train (or reuse) one model; return its params, config and wall seconds of training."""
     folder = os.path.join(args.out, world, model)
     os.makedirs(folder, exist_ok=True)
-    config = model_config(model, world, args.seed)
+    config = model_config(model, world, args.seed, args.free_nats)
     state = trained_state(folder, config, args.steps) or init_train_state(config)
     label = f"{world}/{model}"
     progress.start(label, state["step"])
@@ -235,7 +241,7 @@ def run(args):
                   f"best of 32 h=11-20 {results[world][model]['best_of_32_h11_20']:.2f} px", flush=True)
     figures = write_figures(args.out, trained, results, args.seed)
     wall = time.perf_counter() - start
-    summary = {"steps": args.steps, "seed": args.seed, "samples": SAMPLES, "context": CONTEXT,
+    summary = {"steps": args.steps, "seed": args.seed, "free_nats": args.free_nats, "samples": SAMPLES, "context": CONTEXT,
                "sequences": args.sequences,
                "wall_seconds": round(wall, 1), "timing": timing, "results": results}
     json_path = write_text(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
