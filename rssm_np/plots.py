@@ -302,13 +302,14 @@ def spread_at_events(path, spread, event_steps):
     """
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     ax.plot(np.arange(len(spread)), spread, marker="o", markersize=3, label="spread of 32 one-step guesses (RSSM)")
+    ax.set_ylim(bottom=0)
     for i, t in enumerate(event_steps):
         ax.axvline(t + 1, color="C3", alpha=0.6, linestyle="--", label="first frame after a wall hit" if i == 0 else None)
     ax.set_xlabel("frame t (the model has seen frames 0 .. t-1)")
     ax.set_ylabel("spread (px)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path, "Uncertainty when necessary: the prior spreads right after a wall hit")
+    return _save(fig, path, "Uncertainty when necessary? The spread of the model's one-step guesses, wall hits dashed")
 
 
 def futures_by_horizon(path, results):
