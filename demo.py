@@ -294,7 +294,10 @@ def results_table(metrics):
     if "planning" in metrics:
         lines += ["", "planning to a goal in 30 real steps (16 episodes; python -m rssm_np.plan runs 64):",
                   planning_table(metrics["planning"])]
-    lines.append(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
+    if metrics.get("steps_this_run", 1):
+        lines.append(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
+    else:
+        lines.append(f"evaluated the model of step {metrics['steps']} (no training in this run)")
     return "\n".join(lines)
 
 
@@ -383,7 +386,7 @@ def run(args, received):
                 last_saved["step"] = current["step"]
             return progress(current, stats, elapsed)
 
-        start = time.perf_counter()
+        start, first_step = time.perf_counter(), state["step"]
         state = train(config, steps=args.steps, seconds=None if args.minutes is None else 60 * args.minutes,
                       state=state, on_step=on_step)
         train_seconds = time.perf_counter() - start
@@ -407,7 +410,7 @@ def run(args, received):
         print(f"trained to step {state['step']}; wrote {model_path}")
         return 0
     try:
-        return evaluate_and_draw(args, config, state, model_path, train_seconds)
+        return evaluate_and_draw(args, config, state, model_path, train_seconds, state["step"] - first_step)
     except (KeyboardInterrupt, OSError) as error:
         if isinstance(error, KeyboardInterrupt):
             reason, code = stopped_by(received), signal_exit_code(received)
@@ -421,7 +424,7 @@ def run(args, received):
         return code
 
 
-def evaluate_and_draw(args, config, state, model_path, train_seconds):
+def evaluate_and_draw(args, config, state, model_path, train_seconds, steps_this_run):
     params = state["params"]
     print("evaluating on held-out sequences ...", flush=True)
     metrics = evaluate(params, config)
@@ -429,6 +432,7 @@ def evaluate_and_draw(args, config, state, model_path, train_seconds):
     metrics.update(planning_metrics(params, config))
     metrics["steps"] = state["step"]
     metrics["train_seconds"] = round(train_seconds, 1)
+    metrics["steps_this_run"] = steps_this_run
     metrics["ms_per_step"] = round(float(np.median([h["ms"] for h in state["history"][-200:]])), 1)
     metrics["config"] = config.to_dict()
     metrics_path = write_text(os.path.join(args.out, "metrics.json"), json.dumps(metrics, indent=2))
