@@ -99,12 +99,12 @@ class Progress:
     """One line every 100 steps: run | step | loss | ms/step | eta of the whole comparison."""
 
     def __init__(self, runs, steps):
-        self.runs, self.steps, self.started = runs, steps, time.perf_counter()
+        self.runs, self.steps = runs, steps
         self.done_steps, self.label = 0, ""
         print(f"{'run':<14} | {'step':>6} | {'loss':>8} | {'ms/step':>7} | {'eta (all runs)':>14}")
 
-    def start(self, label, first_step):
-        self.label, self.first_step, self.run_start = label, first_step, time.perf_counter()
+    def start(self, label):
+        self.label = label
 
     def __call__(self, state, stats, elapsed):
         step = state["step"]
@@ -125,7 +125,7 @@ def run_one(args, world, model, progress):
     config = model_config(model, world, args.seed, args.free_nats)
     state = trained_state(folder, config, args.steps) or init_train_state(config)
     label = f"{world}/{model}"
-    progress.start(label, state["step"])
+    progress.start(label)
     if state["step"] < args.steps:
         holder = {"state": state}
 
