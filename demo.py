@@ -30,7 +30,7 @@ from rssm_np.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, e
 from rssm_np.model import predict
 from rssm_np.plan import table as planning_table
 from rssm_np.planning import Planner, evaluate_planners
-from rssm_np.training import init_train_state, train
+from rssm_np.training import init_train_state, seconds_per_step, train
 from rssm_np.world import render, step_state
 
 DEFAULT_STEPS = 4500
@@ -64,6 +64,16 @@ def positive_float(text):
     return value
 
 
+def unit_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train and evaluate an RSSM on the moving-dot world.")
     parser.add_argument("--steps", type=positive_int, default=None,
@@ -79,6 +89,13 @@ def parse_args(argv=None):
                         help="rssm (default): memory h and state z; rnn: deterministic only; ssm: stochastic only")
     parser.add_argument("--boundary", choices=("bounce", "clip", "random"), default=None,
                         help="walls: bounce (default), clip, or random (reflect, then a random new velocity)")
+    parser.add_argument("--kl-balance", type=unit_float, default=None, metavar="A",
+                        help="KL balancing (DreamerV2): the prior's share A of the KL's gradient (default 0: off)")
+    parser.add_argument("--overshooting", type=positive_int, default=None, metavar="D",
+                        help="latent overshooting (PlaNet): also train the prior to dream D steps (default 1: off)")
+    parser.add_argument("--lr-schedule", choices=("planned", "half-life"), default=None,
+                        help="planned (default): the step size falls to its floor over the planned steps; "
+                             "half-life: it halves every 1,000 steps down to its floor, whatever the length")
     parser.add_argument("--plain", action="store_true",
                         help="train on the plain autograd loop over model.obs_step instead of the fused core "
                              "(slower; the code to set a breakpoint in)")
@@ -103,6 +120,9 @@ def parse_args(argv=None):
         args.control = True if args.control is None else args.control
         args.model = "rssm" if args.model is None else args.model
         args.boundary = "bounce" if args.boundary is None else args.boundary
+        args.kl_balance = 0.0 if args.kl_balance is None else args.kl_balance
+        args.overshooting = 1 if args.overshooting is None else args.overshooting
+        args.lr_schedule = "planned" if args.lr_schedule is None else args.lr_schedule
     try:
         args.lock = claim_folder(args.out, RESULTS, args.overwrite, args.resume)
     except FolderError as error:
@@ -119,11 +139,15 @@ def check_resume(parser, args, typed_steps):
     _, config, state = args.resumed
     if state is None:
         parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
+    if args.lr_schedule is not None and args.lr_schedule != ("planned" if config.lr_decay_steps else "half-life"):
+        parser.error(f"--lr-schedule {args.lr_schedule} disagrees with {args.resume!r}: a resumed run keeps the "
+                     f"schedule it was saved with; drop --lr-schedule, or start a new run")
     for flag, field in (("--seed", "seed"), ("--occlusion", "occlusion"), ("--control", "control"),
-                        ("--model", "model"), ("--boundary", "boundary")):
+                        ("--model", "model"), ("--boundary", "boundary"), ("--kl-balance", "kl_balance"),
+                        ("--overshooting", "overshooting")):
         value = getattr(args, field)
         if value is not None and value != getattr(config, field):
-            typed = f"{flag} {value}" if field in ("seed", "model", "boundary") else \
+            typed = f"{flag} {value}" if field not in ("occlusion", "control") else \
                 (flag if value else flag.replace("--", "--no-"))
             parser.error(f"{typed} disagrees with {args.resume!r} ({field} = {getattr(config, field)}): a resumed "
                          f"run keeps the config it was saved with; drop {typed.split()[0]}, or start a new run")
@@ -309,6 +333,19 @@ def tell(message):
         pass                      # the terminal is gone too (SIGHUP): the files on disk say it all
 
 
+def planned_steps(args, config):
+    """The run's planned length, which the step-size schedule spans (training.learning_rate_at):
+    --steps, or for --minutes the steps that fit, from a few steps timed on this machine first."""
+    if args.minutes is None:
+        return args.steps
+    print("timing a few steps to plan the schedule for --minutes ...", flush=True)
+    fitting = max(1, int(60 * args.minutes / seconds_per_step(config)))
+    steps = fitting if args.steps is None else min(args.steps, fitting)
+    print(f"planned {steps} steps in {args.minutes:g} minutes; the step size falls from {config.learning_rate:g} "
+          f"to {config.min_learning_rate:g} over them", flush=True)
+    return steps
+
+
 def resume_command(path, out, steps):
     words = ["python", "demo.py", "--resume", path, "--out", out] + ([] if steps is None else ["--steps", str(steps)])
     return " ".join(shlex.quote(word) for word in words)
@@ -345,7 +382,10 @@ def run(args, received):
         config = dataclasses.replace(config, fused=config.fused and not args.plain)
     else:
         config = Config(seed=args.seed, occlusion=args.occlusion, control=args.control, model=args.model,
-                        boundary=args.boundary, fused=not args.plain)
+                        boundary=args.boundary, kl_balance=args.kl_balance, overshooting=args.overshooting,
+                        fused=not args.plain)
+        if args.lr_schedule == "planned":
+            config = dataclasses.replace(config, lr_decay_steps=planned_steps(args, config))
         state = init_train_state(config)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")
     last_saved = {"step": None}
@@ -373,6 +413,10 @@ def run(args, received):
     try:
         if args.resume is not None:
             print(f"resuming from {args.resume} at step {state['step']}")
+            planned = config.lr_decay_steps
+            if planned and args.steps is not None and args.steps > planned:
+                print(f"note: that run planned {planned} steps; its step size has reached its floor "
+                      f"({config.min_learning_rate:g}) there and stays at it for the {args.steps - planned} steps beyond")
         world = [name for name, on in (("occluders", config.occlusion), ("actions", config.control)) if on]
         print(f"training on the {config.image_size}x{config.image_size} dot world"
               f"{' with ' + ' and '.join(world) if world else ''} (batch {config.batch_size}, "

@@ -318,25 +318,89 @@ def free_nats_kl(kl, free_nats):
     return mean_kl if getval(mean_kl) > free_nats else free_nats
 
 
-def negative_elbo(params, config, pixels, prev_actions, eps, weight=None):
+def balanced_kl(post_mean, post_std, prior_mean, prior_std, balance, free_nats):
+    """KL balancing (DreamerV2): the same KL value, its gradient shared unequally.
+
+        KL_bal = a * max(mean KL(sg(q) || p), free) + (1 - a) * max(mean KL(q || sg(p)), free)
+
+    sg() stops the gradient (autograd's getval: the value without its trace). Both terms have the
+    value of KL(q || p), so the loss is unchanged; but the first moves only the prior (toward the
+    posterior) and the second only the posterior (toward the prior). With a = 0.8 the prior learns
+    to predict what the image will say 4x faster than the posterior is pulled toward a poor prior.
+    The plain KL is not a = 0.5 (that halves both pulls) but both weights 1: balance 0 (Config).
+    all (B, T, Z) -> a scalar.
+    """
+    from autograd.tracer import getval as stop_gradient
+    to_prior = kl_gaussian(stop_gradient(post_mean), stop_gradient(post_std), prior_mean, prior_std)   # (B, T)
+    to_post = kl_gaussian(post_mean, post_std, stop_gradient(prior_mean), stop_gradient(prior_std))    # (B, T)
+    return balance * free_nats_kl(to_prior, free_nats) + (1 - balance) * free_nats_kl(to_post, free_nats)
+
+
+def overshooting_kl(params, config, seen, prev_actions, overshoot_eps):
+    """Latent overshooting (PlaNet, section 4): train the prior to dream d steps, not only one.
+
+        KL_d = mean_{b,t} KL(sg(q(z_t | h_t, x_t)) || p_d(z_t | z_{t-d})),   d = 2 .. D
+        term = mean_{d=2..D} max(KL_d, free nats)
+
+    p_d is the prior reached by dreaming d steps (img_step) from the posterior state at t - d,
+    with no image in between; the posterior is the target (its gradient is stopped), so only the
+    dream is pulled toward what the images said. The one-step prior p_1 is the bound's own KL;
+    from it, one more img_step per distance: the state after d - 1 steps (h_t, z_t ~ p_{d-1}) is
+    dreamed on with a_t into p_d at t + 1. Rows are the B x (T - d + 1) start times, all at once.
+    seen: observe()'s (B, T, .) dict; prev_actions (B, T, A); overshoot_eps (D - 1, B, T, Z).
+    Returns a scalar (0 when D = 1).
+    """
+    from autograd.tracer import getval as stop_gradient
+    distance = config.overshooting
+    if distance == 1:
+        return 0.0
+    batch, steps = prev_actions.shape[:2]
+    deter, mean, std = seen["deter"], seen["prior_mean"], seen["prior_std"]      # p_1 at every t, (B, T, .)
+    terms = []
+    for d in range(2, distance + 1):
+        rows = batch * (steps - d + 1)
+        # p_{d-1} is known at frames d-2 .. T-1; dreaming on from frames d-2 .. T-2 gives p_d at d-1 .. T-1.
+        state = {"deter": deter[:, :-1].reshape(rows, -1),                       # h_t of p_{d-1}, (rows, H)
+                 "stoch": sample(config, mean[:, :-1], std[:, :-1],
+                                 overshoot_eps[d - 2][:, d - 2:-1]).reshape(rows, -1)}  # z_t ~ p_{d-1}
+        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
+        deter, mean, std = (dream[key].reshape(batch, steps - d + 1, -1) for key in ("deter", "mean", "std"))
+        target_mean = stop_gradient(seen["post_mean"][:, d - 1:])                 # (B, T - d + 1, Z)
+        target_std = stop_gradient(seen["post_std"][:, d - 1:])
+        terms.append(free_nats_kl(kl_gaussian(target_mean, target_std, mean, std), config.free_nats))
+    return sum(terms) / len(terms)
+
+
+def negative_elbo(params, config, pixels, prev_actions, eps, weight=None, overshoot_eps=None):
     """The negative ELBO per frame, averaged over batch and time:
 
         -ELBO = mean_{b,t} [ -log p(x_t | h_t, z_t) ] + kl_scale * max(mean_{b,t} KL(q || p), free_nats)
 
     with z_t ~ q(z_t | h_t, x_t) sampled by eps. pixels (B, T, D) in [0, 1]; prev_actions
     (B, T, A) = a_{t-1}; eps (B, T, Z); weight (B, T, D) of 0/1 for the masked likelihood, or None.
-    Returns (-ELBO, reconstruction term, mean KL), all traced; see loss() for the checked version.
+    Two optional levers change the KL term's gradient, not the bound's meaning: KL balancing
+    (config.kl_balance, balanced_kl) and latent overshooting (config.overshooting = D > 1, which
+    adds kl_scale * overshooting_kl, noise overshoot_eps (D - 1, B, T, Z)).
+    Returns (loss, reconstruction term, mean KL), all traced; see loss() for the checked version.
     """
     embed = encode(params, pixels)                                                # (B, T, E)
     seen = observe(params, config, embed, prev_actions, eps)                      # (B, T, .)
     logits = decode(params, seen["deter"], seen["stoch"])                         # (B, T, D)
     recon = mean_of(bernoulli_nll(logits, pixels, weight))                        # -log p(x_t | h_t, z_t)
-    kl = kl_gaussian(seen["post_mean"], seen["post_std"], seen["prior_mean"], seen["prior_std"])  # (B, T)
-    return recon + config.kl_scale * free_nats_kl(kl, config.free_nats), recon, mean_of(kl)
+    stats = (seen["post_mean"], seen["post_std"], seen["prior_mean"], seen["prior_std"])   # (B, T, Z) each
+    kl = kl_gaussian(*stats)                                                      # KL(q || p), (B, T)
+    if config.kl_balance:
+        kl_loss = balanced_kl(*stats, config.kl_balance, config.free_nats)       # same value, shared gradient
+    else:
+        kl_loss = free_nats_kl(kl, config.free_nats)
+    if config.overshooting > 1:
+        kl_loss = kl_loss + overshooting_kl(params, config, seen, prev_actions, overshoot_eps)
+    return recon + config.kl_scale * kl_loss, recon, mean_of(kl)
 
 
 def elbo_inputs(batch, config, seed):
-    """The data side of the bound: frames as pixel vectors, a_{t-1}, noise, likelihood weight.
+    """The data side of the bound: frames as pixel vectors, a_{t-1}, noise, likelihood weight,
+    and the overshooting noise (None unless config.overshooting > 1).
 
     batch: obs (B, T, S, S), actions (B, T, A) and optionally mask (B, T, S, S), as make_dataset
     returns them; seed (int or tuple) fixes the noise eps (B, T, Z). All plain NumPy.
@@ -345,9 +409,11 @@ def elbo_inputs(batch, config, seed):
     batch_size, steps, size = obs.shape[:3]
     pixels = obs.reshape(batch_size, steps, size * size)                          # (B, T, D)
     prev_actions = actions_into_frames(onp.asarray(batch["actions"], dtype=config.dtype))
-    eps = onp.random.default_rng(seed).standard_normal(
-        (batch_size, steps, config.stoch_size)).astype(config.dtype)             # (B, T, Z)
-    return pixels, prev_actions, eps, likelihood_weight(batch, config)
+    rng = onp.random.default_rng(seed)
+    eps = rng.standard_normal((batch_size, steps, config.stoch_size)).astype(config.dtype)      # (B, T, Z)
+    overshoot_eps = None if config.overshooting == 1 else rng.standard_normal(
+        (config.overshooting - 1, batch_size, steps, config.stoch_size)).astype(config.dtype)   # (D-1, B, T, Z)
+    return pixels, prev_actions, eps, likelihood_weight(batch, config), overshoot_eps
 
 
 def likelihood_weight(batch, config):

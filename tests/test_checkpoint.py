@@ -38,15 +38,24 @@ def test_resume_from_a_checkpoint_is_bit_exact(tmp_path):
 
 
 def test_demo_resume_matches_one_run_to_the_last_bit(tmp_path):
+    """A run of 6 planned steps stopped at step 3 (its checkpoint, made here by the library with the
+    config the demo plans) and resumed by the demo ends on the bits of a straight 6-step demo run.
+    Resumed past its plan, a run says that its step size stays at the floor."""
     def demo(*argv):
-        subprocess.run([sys.executable, "demo.py", "--no-eval", "--print-every", "2", *argv], cwd=ROOT,
-                       check=True, capture_output=True, timeout=300)
-    demo("--steps", "3", "--out", str(tmp_path / "a"))
-    demo("--steps", "6", "--resume", str(tmp_path / "a" / "model.npz"), "--out", str(tmp_path / "b"))
+        return subprocess.run([sys.executable, "demo.py", "--no-eval", "--print-every", "2", *argv], cwd=ROOT,
+                              check=True, capture_output=True, text=True, timeout=300).stdout
+    config = Config(occlusion=True, control=True, lr_decay_steps=6)
+    stopped = train(config, steps=3)
+    save(tmp_path / "at3.npz", stopped["params"], config, stopped)
+    out = demo("--steps", "6", "--resume", str(tmp_path / "at3.npz"), "--out", str(tmp_path / "b"))
+    assert "planned" not in out
     demo("--steps", "6", "--out", str(tmp_path / "c"))
     resumed, _ = load(tmp_path / "b" / "model.npz")
-    straight, _ = load(tmp_path / "c" / "model.npz")
+    straight, straight_config = load(tmp_path / "c" / "model.npz")
+    assert straight_config == config
     assert_same_leaves(resumed, straight)
+    out = demo("--steps", "8", "--resume", str(tmp_path / "c" / "model.npz"), "--out", str(tmp_path / "d"))
+    assert "planned 6 steps" in out and "stays at it for the 2 steps beyond" in out
 
 
 def test_an_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

@@ -1,0 +1,224 @@
+"""The levers for more learning per minute: KL balancing, latent overshooting, the planned schedule.
+
+Gradients are checked in float64 against central differences, as in test_gradients.py. With a
+stop-gradient the loss's value no longer tells its gradient, so each check names which part of
+the value's derivative the gradient must equal.
+"""
+
+import math
+
+import autograd.numpy as np
+import numpy as onp
+import pytest
+from autograd import grad
+from autograd.misc import flatten
+
+from rssm_np import Config, init_params, loss, model
+from rssm_np.distributions import kl_gaussian
+from rssm_np.training import learning_rate_at, seconds_per_step
+from rssm_np.world import make_dataset
+
+EPS = 1e-6
+RTOL = 1e-5        # the full loss passes many ELU kinks (see test_gradients.FULL_LOSS_RTOL)
+TINY = dict(image_size=8, deter_size=6, stoch_size=3, hidden_size=7, embed_size=5,
+            batch_size=2, seq_len=5, dtype="float64", free_nats=0.0, occlusion=True, control=True)
+
+
+def directional(f, x, direction):
+    """(f(x + eps v) - f(x - eps v)) / (2 eps): the derivative of f along v, O(eps^2) accurate."""
+    return (f(x + EPS * direction) - f(x - EPS * direction)) / (2 * EPS)
+
+
+def assert_close(analytic, numeric, rtol=RTOL):
+    assert abs(analytic - numeric) <= rtol * max(1.0, abs(numeric)), (analytic, numeric)
+
+
+def gaussians(seed, shape=(3, 4, 2)):
+    rng = onp.random.default_rng(seed)
+    return (rng.standard_normal(shape), rng.uniform(0.3, 2.0, shape),
+            rng.standard_normal(shape), rng.uniform(0.3, 2.0, shape))
+
+
+# --- KL balancing ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("balance", [0.8, 0.3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kl_balancing_moves_the_prior_by_a_and_the_posterior_by_one_minus_a(balance, seed):
+    """d KL_bal / d prior = a d KL / d prior and d KL_bal / d posterior = (1 - a) d KL / d posterior,
+    each against central differences of the plain KL; the value is the plain KL's."""
+    mq, sq, mp, sp = gaussians(seed)
+    mean_kl = lambda *args: np.mean(kl_gaussian(*args))
+    direction = onp.random.default_rng(seed + 10).standard_normal((2,) + mq.shape)
+    assert model.balanced_kl(mq, sq, mp, sp, balance, 0.0) == pytest.approx(mean_kl(mq, sq, mp, sp), rel=1e-14)
+
+    prior_grad = grad(lambda p: model.balanced_kl(mq, sq, p[0], p[1], balance, 0.0))(onp.stack([mp, sp]))
+    numeric = directional(lambda p: mean_kl(mq, sq, p[0], p[1]), onp.stack([mp, sp]), direction)
+    assert_close(onp.sum(prior_grad * direction), balance * numeric, rtol=1e-7)
+
+    post_grad = grad(lambda q: model.balanced_kl(q[0], q[1], mp, sp, balance, 0.0))(onp.stack([mq, sq]))
+    numeric = directional(lambda q: mean_kl(q[0], q[1], mp, sp), onp.stack([mq, sq]), direction)
+    assert_close(onp.sum(post_grad * direction), (1 - balance) * numeric, rtol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore:Output seems independent of input")
+def test_kl_balancing_below_free_nats_costs_nothing():
+    mq, sq, mp, sp = gaussians(2)
+    free = 1e3
+    assert model.balanced_kl(mq, sq, mp, sp, 0.8, free) == free
+    assert onp.all(grad(lambda m: model.balanced_kl(m, sq, mp, sp, 0.8, free))(mq) == 0)
+
+
+def _loss_parts(params, batch, config, seed=0):
+    """(loss, reconstruction, mean KL) of the checked inputs, as training computes them."""
+    return model.negative_elbo(params, config, *model.elbo_inputs(batch, config, seed))
+
+
+@pytest.mark.parametrize("fused_core", [True, False])
+@pytest.mark.parametrize("part, steps", [("prior", 5), ("posterior", 1)])
+def test_kl_balancing_in_the_full_loss_against_finite_differences(fused_core, part, steps):
+    """In the whole model: the prior's own weights get a times the KL's derivative (the
+    reconstruction does not read them); the posterior's own weights get the reconstruction's
+    derivative plus (1 - a) times the KL's. Each against central differences of the plain parts.
+    The posterior's case uses one frame: over more, z_t also feeds h_{t+1} and so the later
+    priors, a path that balancing weighs by a, and differences cannot tell the two apart."""
+    balance = 0.8
+    config = Config(**{**TINY, "seq_len": steps}, kl_balance=balance, fused=fused_core)
+    plain = Config(**{**TINY, "seq_len": steps}, fused=fused_core)
+    batch = make_dataset(2, steps, size=8, seed=3, occlusion=True, control=True)
+    params = init_params(config, seed=3)
+    assert loss(params, batch, config) == pytest.approx(loss(params, batch, plain), rel=1e-14)
+    gradient = grad(loss)(params, batch, config)
+    recon_share, kl_share = (0.0, balance) if part == "prior" else (1.0, 1 - balance)
+    flat, unflatten = flatten(params[part])
+    direction = onp.random.default_rng(4).standard_normal(flat.shape)
+
+    def parts(vector, index):
+        return float(_loss_parts({**params, part: unflatten(vector)}, batch, plain)[index])
+
+    numeric = recon_share * directional(lambda v: parts(v, 1), flat, direction) \
+        + kl_share * directional(lambda v: parts(v, 2), flat, direction)
+    assert abs(numeric) > 1e-3
+    assert_close(onp.dot(flatten(gradient[part])[0], direction), numeric)
+
+
+# --- latent overshooting --------------------------------------------------------------------
+
+def test_overshooting_of_distance_one_is_the_plain_elbo():
+    config = Config(**TINY, overshooting=1)
+    batch = make_dataset(2, 5, size=8, seed=0, occlusion=True, control=True)
+    params = init_params(config, seed=0)
+    inputs = model.elbo_inputs(batch, config, 0)
+    assert inputs[-1] is None
+    embed = model.encode(params, inputs[0])
+    seen = model.observe(params, config, embed, inputs[1], inputs[2])
+    plain = model.bernoulli_nll(model.decode(params, seen["deter"], seen["stoch"]), inputs[0], inputs[3]).mean() \
+        + onp.mean(kl_gaussian(seen["post_mean"], seen["post_std"], seen["prior_mean"], seen["prior_std"]))
+    assert loss(params, batch, config) == pytest.approx(plain, rel=1e-13)
+    assert model.overshooting_kl(params, config, seen, inputs[1], None) == 0.0
+
+
+@pytest.mark.parametrize("model_name", ["rssm", "ssm"])
+def test_overshooting_dreams_from_the_posterior_d_steps_back(model_name):
+    """KL_2, written out one start time at a time with img_step: from the posterior state at t-2,
+    dream to t-1 (which must be observe's own prior there), sample z, dream on to t, and compare
+    with the posterior at t. overshooting_kl must equal the mean over b and t."""
+    config = Config(**{**TINY, "occlusion": False}, model=model_name, overshooting=2)
+    batch = make_dataset(2, 5, size=8, seed=1, control=True)
+    params = init_params(config, seed=1)
+    pixels, prev_actions, eps, weight, overshoot_eps = model.elbo_inputs(batch, config, 5)
+    seen = model.observe(params, config, model.encode(params, pixels), prev_actions, eps)
+    kls = []
+    for t in range(1, config.seq_len):
+        if t == 1:
+            start = model.initial_state(config, 2, "float64")            # the state before frame 0
+        else:
+            start = {"deter": seen["deter"][:, t - 2], "stoch": seen["stoch"][:, t - 2]}
+        one = model.img_step(params, config, start, prev_actions[:, t - 1], overshoot_eps[0][:, t - 1])
+        onp.testing.assert_allclose(one["mean"], seen["prior_mean"][:, t - 1], rtol=1e-12)
+        two = model.img_step(params, config, one, prev_actions[:, t])
+        kls.append(kl_gaussian(seen["post_mean"][:, t], seen["post_std"][:, t], two["mean"], two["std"]))
+    expected = onp.mean(kls)
+    assert model.overshooting_kl(params, config, seen, prev_actions, overshoot_eps) == pytest.approx(expected, rel=1e-12)
+
+
+def test_overshooting_gradient_against_finite_differences_with_the_target_held():
+    """The posterior is the target (its gradient is stopped): with the posterior's statistics held
+    as constants, the overshooting term's gradient matches central differences; and the traced
+    posterior gives the very same gradient, so nothing flows into it."""
+    config = Config(**TINY, overshooting=3)
+    batch = make_dataset(2, 5, size=8, seed=2, occlusion=True, control=True)
+    params = init_params(config, seed=2)
+    pixels, prev_actions, eps, _, overshoot_eps = model.elbo_inputs(batch, config, 2)
+    held = model.observe(params, config, model.encode(params, pixels), prev_actions, eps)
+    flat, unflatten = flatten(params)
+
+    def term(vector, hold):
+        p = unflatten(vector)
+        seen = dict(model.observe(p, config, model.encode(p, pixels), prev_actions, eps))
+        if hold:
+            seen["post_mean"], seen["post_std"] = held["post_mean"], held["post_std"]
+        return model.overshooting_kl(p, config, seen, prev_actions, overshoot_eps)
+
+    direction = onp.random.default_rng(7).standard_normal(flat.shape)
+    held_grad, traced_grad = grad(lambda v: term(v, True))(flat), grad(lambda v: term(v, False))(flat)
+    assert_close(onp.dot(held_grad, direction), directional(lambda v: term(v, True), flat, direction))
+    onp.testing.assert_allclose(traced_grad, held_grad, rtol=1e-12, atol=1e-15)
+    assert onp.linalg.norm(held_grad) > 0
+
+
+def test_overshooting_adds_its_term_to_the_loss_and_trains():
+    config = Config(**TINY, overshooting=3)
+    batch = make_dataset(2, 5, size=8, seed=0, occlusion=True, control=True)
+    params = init_params(config, seed=0)
+    total, recon, _ = _loss_parts(params, batch, config)
+    plain_total = _loss_parts(params, batch, Config(**TINY))[0]
+    assert total > plain_total and onp.isfinite(total)
+
+
+# --- the schedule ---------------------------------------------------------------------------
+
+def test_planned_schedule_values_at_known_steps():
+    """lr_k = lr (min_lr / lr)^(min(k, K) / K): lr at 0, the geometric mean halfway, min_lr at K and after."""
+    config = Config(learning_rate=3e-3, min_learning_rate=1e-4, lr_decay_steps=4500)
+    assert learning_rate_at(config, 0) == pytest.approx(3e-3, rel=1e-12)
+    assert learning_rate_at(config, 2250) == pytest.approx(math.sqrt(3e-3 * 1e-4), rel=1e-12)
+    assert learning_rate_at(config, 4500) == pytest.approx(1e-4, rel=1e-12)
+    assert learning_rate_at(config, 20000) == pytest.approx(1e-4, rel=1e-12)
+    # the equivalent half-life is K ln 2 / ln(lr / min_lr) = 917 steps
+    assert learning_rate_at(config, 917) == pytest.approx(1.5e-3, rel=1e-3)
+    longer = Config(lr_decay_steps=25000)
+    assert learning_rate_at(longer, 4500) > 10 * learning_rate_at(config, 4500)
+
+
+def test_half_life_schedule_values_at_known_steps():
+    config = Config(learning_rate=3e-3, min_learning_rate=1e-4, lr_half_life=1000)
+    assert learning_rate_at(config, 0) == pytest.approx(3e-3)
+    assert learning_rate_at(config, 1000) == pytest.approx(1.5e-3)
+    assert learning_rate_at(config, 3000) == pytest.approx(3.75e-4)
+    assert learning_rate_at(config, 10000) == pytest.approx(1e-4)
+    assert learning_rate_at(Config(lr_half_life=0), 10 ** 6) == Config().learning_rate
+
+
+def test_a_wall_clock_budget_becomes_planned_steps(monkeypatch, capsys):
+    import argparse
+    import demo
+    monkeypatch.setattr(demo, "seconds_per_step", lambda config: 0.25)
+    config = Config()
+    assert demo.planned_steps(argparse.Namespace(minutes=2.0, steps=None), config) == 480
+    assert demo.planned_steps(argparse.Namespace(minutes=2.0, steps=100), config) == 100
+    assert demo.planned_steps(argparse.Namespace(minutes=None, steps=4500), config) == 4500
+    assert "planned 480 steps in 2 minutes" in capsys.readouterr().out
+
+
+def test_seconds_per_step_times_real_steps():
+    assert 0 < seconds_per_step(Config(**{**TINY, "dtype": "float32"}), steps=2, warmup=1) < 60
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(kl_balance=1.5), "kl_balance"), (dict(kl_balance=-0.1), "kl_balance"),
+    (dict(overshooting=0), "overshooting"), (dict(overshooting=40, seq_len=32), "overshooting"),
+    (dict(overshooting=2, model="rnn"), "overshooting"), (dict(lr_decay_steps=-1), "lr_decay_steps"),
+    (dict(lr_decay_steps=10, min_learning_rate=0.0), "min_learning_rate")])
+def test_lever_fields_are_checked(fields, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        Config(**fields)
