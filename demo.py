@@ -35,6 +35,7 @@ from rssm_np.world import render, step_state
 
 DEFAULT_STEPS = 4500
 RESULTS = ("model.npz", "checkpoint.npz", "metrics.json")
+SEEDS_RESULTS = ("seeds.md", "seeds.json")
 
 
 def int_at_least(minimum, words):
@@ -108,7 +109,19 @@ def parse_args(argv=None):
                         help="continue from a model.npz or checkpoint.npz this demo wrote (its config and seed are used)")
     parser.add_argument("--print-every", type=positive_int, default=100, help="progress line every N steps (default 100)")
     parser.add_argument("--no-eval", action="store_true", help="train and save only: skip evaluation and figures")
+    parser.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+                        help="run seeds --seed .. --seed+N-1, each into OUT/seed<k>/, then write the mean ± std "
+                             "of their metrics to OUT/seeds.md and OUT/seeds.json")
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="J",
+                        help="with --seeds: run J seeds at a time, one BLAS thread each (default 1; 2 fills 2 cores)")
     args = parser.parse_args(argv)
+    if args.seeds is not None:
+        if args.resume is not None:
+            parser.error("--seeds starts new runs; it cannot --resume one (resume each seed<k>/ folder on its own)")
+        if args.no_eval:
+            parser.error("--seeds summarizes each run's evaluation; drop --no-eval")
+    elif args.jobs != 1:
+        parser.error("--jobs runs several seeds at a time: it needs --seeds N")
     typed_steps = args.steps is not None
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
@@ -123,8 +136,12 @@ def parse_args(argv=None):
         args.kl_balance = 0.0 if args.kl_balance is None else args.kl_balance
         args.overshooting = 1 if args.overshooting is None else args.overshooting
         args.lr_schedule = "planned" if args.lr_schedule is None else args.lr_schedule
+        try:                                    # flags that only clash with each other or the config's sizes
+            Config(seed=args.seed, model=args.model, kl_balance=args.kl_balance, overshooting=args.overshooting)
+        except (ValueError, TypeError) as error:
+            parser.error(str(error).replace("config.overshooting", "--overshooting").replace("model 'rnn'", "--model rnn"))
     try:
-        args.lock = claim_folder(args.out, RESULTS, args.overwrite, args.resume)
+        args.lock = claim_folder(args.out, SEEDS_RESULTS if args.seeds else RESULTS, args.overwrite, args.resume)
     except FolderError as error:
         parser.error(f"--out {args.out!r} {error}")
     return args
@@ -369,10 +386,94 @@ def main(argv=None):
         return 130
     try:
         with stop_signals() as received:
-            return run(args, received)
+            return run_seeds(args, received) if args.seeds else run(args, received)
     finally:
         if args.lock is not None:
             args.lock.close()
+
+
+def seed_command(args, seed):
+    """The demo command line of one seed of a --seeds run: the same flags, its own seed and folder."""
+    words = [sys.executable, os.path.abspath(__file__), "--seed", str(seed), "--out", os.path.join(args.out, f"seed{seed}"),
+             "--print-every", str(args.print_every), "--checkpoint-every", str(args.checkpoint_every),
+             "--model", args.model, "--boundary", args.boundary, "--kl-balance", str(args.kl_balance),
+             "--overshooting", str(args.overshooting), "--lr-schedule", args.lr_schedule,
+             "--occlusion" if args.occlusion else "--no-occlusion", "--control" if args.control else "--no-control"]
+    words += ["--steps", str(args.steps)] if args.steps is not None else []
+    words += ["--minutes", str(args.minutes)] if args.minutes is not None else []
+    words += ["--plain"] if args.plain else []
+    words += ["--overwrite"] if args.overwrite else []
+    return words
+
+
+def run_seeds(args, received):
+    """Run the demo once per seed (J at a time), then the mean ± std table of their metrics."""
+    import subprocess
+    from rssm_np import seeds as seed_tables
+    order = list(range(args.seed, args.seed + args.seeds))
+    folders = [os.path.join(args.out, f"seed{seed}") for seed in order]
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env["OPENBLAS_NUM_THREADS"] = "1"      # J processes with 2 BLAS threads each thrash 2 cores
+    print(f"{args.seeds} seeds ({', '.join(map(str, order))}), {args.jobs} at a time; each run's output goes "
+          f"to its folder's log.txt", flush=True)
+    start, running, failed, waiting = time.perf_counter(), {}, [], list(zip(order, folders))
+    last_print = start
+    try:
+        while waiting or running:
+            while waiting and len(running) < args.jobs:
+                seed, folder = waiting.pop(0)
+                os.makedirs(folder, exist_ok=True)
+                log = open(os.path.join(folder, "log.txt"), "w")
+                running[seed] = (subprocess.Popen(seed_command(args, seed), stdout=log, stderr=subprocess.STDOUT,
+                                                  env=env, start_new_session=True), log, folder)
+            time.sleep(1.0)
+            for seed, (process, log, folder) in list(running.items()):
+                if process.poll() is not None:
+                    log.close()
+                    del running[seed]
+                    if process.returncode:
+                        failed.append(seed)
+                    done = args.seeds - len(waiting) - len(running)
+                    print(f"seed {seed}: {'finished' if not process.returncode else f'failed (exit {process.returncode})'}"
+                          f" after {time.perf_counter() - start:.0f} s; {done}/{args.seeds} done; "
+                          f"see {os.path.join(folder, 'log.txt')}", flush=True)
+            if running and time.perf_counter() - last_print >= 30:
+                last_print = time.perf_counter()
+                print(" | ".join(f"seed {seed}: {last_progress(folder)}" for seed, (_, _, folder) in running.items()),
+                      flush=True)
+    except KeyboardInterrupt:
+        for process, log, _ in running.values():
+            process.send_signal(signal.SIGINT)        # each run saves its checkpoint and says how to resume
+        for process, log, _ in running.values():
+            process.wait()
+            log.close()
+        tell(f"\n{stopped_by(received)}: each unfinished seed saved its checkpoint in its folder (see its log.txt)")
+        return signal_exit_code(received)
+    finished = [f for seed, f in zip(order, folders) if seed not in failed]
+    if not finished:
+        tell("error: every seed failed; see the log.txt in each seed folder")
+        return 1
+    summary = seed_tables.summarize(finished)
+    text = seed_tables.table(summary, [os.path.basename(f) for f in finished])
+    write_text(os.path.join(args.out, "seeds.md"), text + "\n")
+    write_text(os.path.join(args.out, "seeds.json"), json.dumps({"folders": finished, "rows": summary}, indent=1))
+    print(text)
+    print(f"wrote {os.path.join(args.out, 'seeds.md')} and seeds.json" + (f"; failed seeds: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+def last_progress(folder):
+    """The step and eta of a running seed, from the last progress line in its log."""
+    try:
+        with open(os.path.join(folder, "log.txt")) as file:
+            lines = [line for line in file.read().splitlines() if line.strip()[:1].isdigit() and "|" in line]
+    except OSError:
+        return "starting"
+    if not lines:
+        return "starting"
+    cells = [cell.strip() for cell in lines[-1].split("|")]
+    return f"step {cells[0]}, eta {cells[-1]}"
 
 
 def run(args, received):

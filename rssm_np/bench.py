@@ -67,11 +67,12 @@ def peak_rss_mb():
     return peak / 1024 ** 2 if sys.platform == "darwin" else peak / 1024
 
 
-def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3):
-    """Median, min and max ms of the full train step, after `warmup` untimed steps."""
+def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers):
+    """Median, min and max ms of the full train step, after `warmup` untimed steps.
+    levers: other Config fields, e.g. kl_balance=0.8 or overshooting=3, to time their cost."""
     from .config import Config
     from .training import init_train_state, make_train_step
-    config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused)
+    config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused, **levers)
     state = init_train_state(config)
     train_step = make_train_step(config)
     for _ in range(warmup):
@@ -87,7 +88,8 @@ def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3):
         "ms_per_step": round(median, 2), "ms_min": round(min(times), 2), "ms_max": round(max(times), 2),
         "steps_timed": steps, "peak_rss_mb": round(peak_rss_mb(), 1),
         "gflop_per_step": round(flops / 1e9, 3), "achieved_gflops": round(flops / 1e9 / (median / 1000), 2),
-        "traced_primitives": traced_primitives(config),
+        "traced_primitives": traced_primitives(config), "kl_balance": config.kl_balance,
+        "overshooting": config.overshooting,
         "batch": batch, "seq_len": seq_len, "dtype": dtype, "fused": fused,
         "image_size": config.image_size, "deter_size": config.deter_size, "stoch_size": config.stoch_size,
         "hidden_size": config.hidden_size, "embed_size": config.embed_size,
@@ -134,6 +136,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--plain", action="store_true", help="use the plain-autograd recurrent core, not fused")
+    parser.add_argument("--kl-balance", type=float, default=0.0, metavar="A", help="time with KL balancing A (default 0: off)")
+    parser.add_argument("--overshooting", type=int, default=1, metavar="D",
+                        help="time with latent overshooting to distance D (default 1: off)")
     parser.add_argument("--scaling", action="store_true", help="table and plot over T and B")
     parser.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"), help="where --scaling saves its plot")
     args = parser.parse_args(argv)
@@ -143,7 +148,12 @@ def main(argv=None):
     if args.scaling:
         scaling(args)
         return
-    print(json.dumps(time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain)))
+    try:
+        result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain,
+                                 kl_balance=args.kl_balance, overshooting=args.overshooting)
+    except ValueError as error:
+        parser.error(str(error))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ LAYERS = {                      # README "How the package is layered": imports p
     "world": 0, "validate": 0, "trees": 0,
     "layers": 1, "distributions": 1, "model": 1, "fused": 1, "speed": 1, "adam": 1, "config": 1,
     "training": 2, "evaluate": 2, "beliefs": 2, "futures": 2, "checkpoint": 2, "runs": 2,
-    "plots": 3, "compare": 3, "bench": 3, "plan": 3, "play": 3, "planning": 2, "game": 2,
+    "plots": 3, "compare": 3, "bench": 3, "plan": 3, "play": 3, "planning": 2, "game": 2, "seeds": 3,
 }
 
 
