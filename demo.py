@@ -97,6 +97,10 @@ def parse_args(argv=None):
     parser.add_argument("--lr-schedule", choices=("planned", "half-life"), default=None,
                         help="planned (default): the step size falls to its floor over the planned steps; "
                              "half-life: it halves every 1,000 steps down to its floor, whatever the length")
+    parser.add_argument("--push-share", type=unit_float, default=None, metavar="P",
+                        help="with actions: the chance that a training frame gets a random push (default 0.5)")
+    parser.add_argument("--batch", type=positive_int, default=None, metavar="B", help="sequences per step (default 16)")
+    parser.add_argument("--seq-len", type=positive_int, default=None, metavar="T", help="frames per sequence (default 32)")
     parser.add_argument("--plain", action="store_true",
                         help="train on the plain autograd loop over model.obs_step instead of the fused core "
                              "(slower; the code to set a breakpoint in)")
@@ -136,10 +140,15 @@ def parse_args(argv=None):
         args.kl_balance = 0.0 if args.kl_balance is None else args.kl_balance
         args.overshooting = 1 if args.overshooting is None else args.overshooting
         args.lr_schedule = "planned" if args.lr_schedule is None else args.lr_schedule
+        args.batch = Config.batch_size if args.batch is None else args.batch
+        args.push_share = Config.push_share if args.push_share is None else args.push_share
+        args.seq_len = Config.seq_len if args.seq_len is None else args.seq_len
         try:                                    # flags that only clash with each other or the config's sizes
-            Config(seed=args.seed, model=args.model, kl_balance=args.kl_balance, overshooting=args.overshooting)
+            Config(seed=args.seed, model=args.model, kl_balance=args.kl_balance, overshooting=args.overshooting,
+                   batch_size=args.batch, seq_len=args.seq_len)
         except (ValueError, TypeError) as error:
-            parser.error(str(error).replace("config.overshooting", "--overshooting").replace("model 'rnn'", "--model rnn"))
+            parser.error(str(error).replace("config.overshooting", "--overshooting").replace("model 'rnn'", "--model rnn")
+                         .replace("config.seq_len", "--seq-len"))
     try:
         args.lock = claim_folder(args.out, SEEDS_RESULTS if args.seeds else RESULTS, args.overwrite, args.resume)
     except FolderError as error:
@@ -161,8 +170,9 @@ def check_resume(parser, args, typed_steps):
                      f"schedule it was saved with; drop --lr-schedule, or start a new run")
     for flag, field in (("--seed", "seed"), ("--occlusion", "occlusion"), ("--control", "control"),
                         ("--model", "model"), ("--boundary", "boundary"), ("--kl-balance", "kl_balance"),
-                        ("--overshooting", "overshooting")):
-        value = getattr(args, field)
+                        ("--overshooting", "overshooting"), ("--batch", "batch_size"), ("--seq-len", "seq_len"),
+                        ("--push-share", "push_share")):
+        value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None and value != getattr(config, field):
             typed = f"{flag} {value}" if field not in ("occlusion", "control") else \
                 (flag if value else flag.replace("--", "--no-"))
@@ -398,6 +408,7 @@ def seed_command(args, seed):
              "--print-every", str(args.print_every), "--checkpoint-every", str(args.checkpoint_every),
              "--model", args.model, "--boundary", args.boundary, "--kl-balance", str(args.kl_balance),
              "--overshooting", str(args.overshooting), "--lr-schedule", args.lr_schedule,
+             "--batch", str(args.batch), "--seq-len", str(args.seq_len), "--push-share", str(args.push_share),
              "--occlusion" if args.occlusion else "--no-occlusion", "--control" if args.control else "--no-control"]
     words += ["--steps", str(args.steps)] if args.steps is not None else []
     words += ["--minutes", str(args.minutes)] if args.minutes is not None else []
@@ -484,7 +495,7 @@ def run(args, received):
     else:
         config = Config(seed=args.seed, occlusion=args.occlusion, control=args.control, model=args.model,
                         boundary=args.boundary, kl_balance=args.kl_balance, overshooting=args.overshooting,
-                        fused=not args.plain)
+                        batch_size=args.batch, seq_len=args.seq_len, push_share=args.push_share, fused=not args.plain)
         if args.lr_schedule == "planned":
             config = dataclasses.replace(config, lr_decay_steps=planned_steps(args, config))
         state = init_train_state(config)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from . import validate
+from .world import PUSH_PROB
 
 
 @dataclass
@@ -16,6 +17,8 @@ class Config:
     occlusion: bool = False       # train on frames with occluders
     control: bool = False         # train on random actions that push the dot
     boundary: str = "bounce"      # walls: "bounce", "clip" or "random" (reflect, then redraw the velocity)
+    push_share: float = PUSH_PROB  # with control: the chance that a training frame gets a random push
+                                   # (evaluation always uses the world's PUSH_PROB)
     # --- the model ---
     model: str = "rssm"           # "rssm": h and z; "rnn": deterministic only; "ssm": stochastic only (model.py)
     deter_size: int = 128         # H: size of the deterministic memory h_t (the GRU state)
@@ -86,6 +89,7 @@ def check_config(config):
     check("free_nats", validate.check_number, minimum=0.0, maximum=largest)
     check("kl_scale", validate.check_number, minimum=0.0, maximum=largest)
     check("kl_balance", validate.check_number, minimum=0.0, maximum=1.0)
+    check("push_share", validate.check_number, minimum=0.0, maximum=1.0)
     check("overshooting", validate.check_int, minimum=1)
     if config.overshooting > config.seq_len:
         raise ValueError(f"config.overshooting ({config.overshooting}) must be <= config.seq_len ({config.seq_len}): "

@@ -63,7 +63,7 @@ def training_batch(config, step):
     """The batch for step k: B fresh sequences of T frames, seeded by (seed, k)."""
     return make_dataset(config.batch_size, config.seq_len, size=config.image_size,
                         seed=(config.seed, step), occlusion=config.occlusion,
-                        control=config.control, boundary=config.boundary)
+                        control=config.control, boundary=config.boundary, push_prob=config.push_share)
 
 
 def init_train_state(config):

@@ -130,7 +130,7 @@ def random_start(rng, n, size):
     return np.concatenate([position, velocity], axis=1)
 
 
-def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, boundary="bounce"):
+def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, boundary="bounce", push_prob=PUSH_PROB):
     """Sample n sequences of T frames of the dot world.
 
     Returns a dict of NumPy arrays:
@@ -143,12 +143,13 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
                                                 (random walls only; the new velocity shows from frame t+1)
     The same seed gives the same data. `seed` may be an int or a tuple of ints.
     """
-    from .validate import check_dataset_args
+    from .validate import check_dataset_args, check_number
     check_dataset_args(n, T, size, seed, boundary)
+    push_prob = check_number("push_prob", push_prob, minimum=0.0, maximum=1.0)
     rng = np.random.default_rng(seed)
     state = random_start(rng, n, size)                                         # (n, 4)
     if control:
-        pushed = rng.random((n, T, 1)) < PUSH_PROB
+        pushed = rng.random((n, T, 1)) < push_prob
         actions = np.where(pushed, rng.uniform(-1.0, 1.0, size=(n, T, 2)), 0.0)
     else:
         actions = np.zeros((n, T, 2))

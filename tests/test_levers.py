@@ -222,3 +222,22 @@ def test_seconds_per_step_times_real_steps():
 def test_lever_fields_are_checked(fields, words):
     with pytest.raises((ValueError, TypeError), match=words):
         Config(**fields)
+
+
+# --- the data -------------------------------------------------------------------------------
+
+def test_push_share_sets_the_share_of_pushed_training_frames():
+    from rssm_np.training import training_batch
+    from rssm_np.world import PUSH_PROB
+    default = Config(control=True)
+    assert default.push_share == PUSH_PROB
+    same = training_batch(Config(control=True, push_share=PUSH_PROB), 3)
+    onp.testing.assert_array_equal(training_batch(default, 3)["actions"], same["actions"])
+    for share in (0.0, 0.2, 1.0):
+        actions = training_batch(Config(control=True, push_share=share, batch_size=64), 0)["actions"]
+        pushed = onp.mean(onp.any(actions != 0, axis=-1))
+        assert abs(pushed - share) < 0.03, (share, pushed)
+    with pytest.raises(ValueError, match="push_share"):
+        Config(push_share=1.5)
+    with pytest.raises(ValueError, match="push_prob"):
+        make_dataset(2, 3, control=True, push_prob=-0.1)

@@ -48,7 +48,7 @@ def test_the_seeds_command_line_prints_the_table(tmp_path, capsys):
 
 
 def test_each_seed_runs_the_same_demo_with_its_own_seed_and_folder(tmp_path):
-    args = demo.parse_args(["--seeds", "3", "--seed", "4", "--steps", "700", "--kl-balance", "0.8", "--no-control",
+    args = demo.parse_args(["--seeds", "3", "--seed", "4", "--steps", "700", "--kl-balance", "0.8", "--no-control", "--seq-len", "64", "--push-share", "0.2",
                             "--out", str(tmp_path)])
     args.lock.close()
     words = demo.seed_command(args, 5)
@@ -57,7 +57,7 @@ def test_each_seed_runs_the_same_demo_with_its_own_seed_and_folder(tmp_path):
     child.lock.close()
     assert child.seed == 5 and child.out == os.path.join(str(tmp_path), "seed5") and child.seeds is None
     for field in ("steps", "minutes", "occlusion", "control", "model", "boundary", "kl_balance", "overshooting",
-                  "lr_schedule", "plain"):
+                  "lr_schedule", "plain", "batch", "seq_len", "push_share"):
         assert getattr(child, field) == getattr(args, field), field
 
 
@@ -88,7 +88,7 @@ def test_seeds_run_j_at_a_time_and_write_the_table(tmp_path, monkeypatch, capsys
     (["--seeds", "0"], "expected a positive integer"),
     (["--kl-balance", "2"], "expected a number from 0 to 1"),
     (["--overshooting", "0"], "expected a positive integer"),
-    (["--overshooting", "40"], "--overshooting (40) must be <= config.seq_len (32)"),
+    (["--overshooting", "40"], "--overshooting (40) must be <= --seq-len (32)"),
     (["--overshooting", "2", "--model", "rnn"], "--model rnn has none")])
 def test_bad_seed_and_lever_flags_are_refused(argv, words, tmp_path, capsys):
     with pytest.raises(SystemExit):
