@@ -44,11 +44,13 @@ def test_demo_resume_matches_one_run_to_the_last_bit(tmp_path):
     def demo(*argv):
         return subprocess.run([sys.executable, "demo.py", "--no-eval", "--print-every", "2", *argv], cwd=ROOT,
                               check=True, capture_output=True, text=True, timeout=300).stdout
-    config = Config(occlusion=True, control=True, lr_decay_steps=6)
+    sys.path.insert(0, ROOT)
+    import demo as demo_module
+    config = Config(occlusion=True, control=True, lr_decay_steps=6, push_share=demo_module.DEFAULT_PUSH_SHARE)
     stopped = train(config, steps=3)
     save(tmp_path / "at3.npz", stopped["params"], config, stopped)
     out = demo("--steps", "6", "--resume", str(tmp_path / "at3.npz"), "--out", str(tmp_path / "b"))
-    assert "planned" not in out
+    assert "stays at it" not in out
     demo("--steps", "6", "--out", str(tmp_path / "c"))
     resumed, _ = load(tmp_path / "b" / "model.npz")
     straight, straight_config = load(tmp_path / "c" / "model.npz")
