@@ -30,7 +30,7 @@ from rssm_np.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, e
 from rssm_np.model import predict
 from rssm_np.plan import table as planning_table
 from rssm_np.planning import Planner, evaluate_planners
-from rssm_np.training import init_train_state, seconds_per_step, train
+from rssm_np.training import init_train_state, step_seconds, train
 from rssm_np.world import render, step_state
 
 DEFAULT_STEPS = 4500
@@ -371,7 +371,7 @@ def planned_steps(args, config):
     if args.minutes is None:
         return args.steps
     print("timing a few steps to plan the schedule for --minutes ...", flush=True)
-    fitting = max(1, int(60 * args.minutes / seconds_per_step(config)))
+    fitting = max(1, int(60 * args.minutes / float(np.median(step_seconds(config)))))
     steps = fitting if args.steps is None else min(args.steps, fitting)
     print(f"planned {steps} steps in {args.minutes:g} minutes; the step size falls from {config.learning_rate:g} "
           f"to {config.min_learning_rate:g} over them", flush=True)

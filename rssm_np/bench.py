@@ -14,7 +14,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
@@ -71,17 +70,9 @@ def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers
     """Median, min and max ms of the full train step, after `warmup` untimed steps.
     levers: other Config fields, e.g. kl_balance=0.8 or overshooting=3, to time their cost."""
     from .config import Config
-    from .training import init_train_state, make_train_step
+    from .training import step_seconds
     config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused, **levers)
-    state = init_train_state(config)
-    train_step = make_train_step(config)
-    for _ in range(warmup):
-        state, _ = train_step(state)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, _ = train_step(state)
-        times.append(1000 * (time.perf_counter() - start))
+    times = [1000 * seconds for seconds in step_seconds(config, steps, warmup)]
     flops = matmul_flops(config, batch, seq_len)
     median = float(np.median(times))
     result = {

@@ -95,9 +95,10 @@ def learning_rate_at(config, step):
     return max(config.learning_rate * 0.5 ** (step / config.lr_half_life), config.min_learning_rate)
 
 
-def seconds_per_step(config, steps=8, warmup=2):
-    """The median wall time of one train step of this config, measured on a scratch state (which
-    is then dropped): how a wall-clock budget is turned into a planned number of steps."""
+def step_seconds(config, steps=8, warmup=2):
+    """Wall seconds of each of `steps` train steps of this config, after `warmup` untimed ones, on a
+    scratch state that is then dropped: how a wall-clock budget becomes a planned number of steps
+    (the demo's --minutes, from the median), and what `python -m rssm_np.bench` reports."""
     check_int("steps", steps, minimum=1)
     state = init_train_state(config)
     train_step = make_train_step(config)
@@ -107,7 +108,7 @@ def seconds_per_step(config, steps=8, warmup=2):
         state, _ = train_step(state)
         if index >= warmup:
             times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return times
 
 
 def make_train_step(config, batches=None):

@@ -15,7 +15,7 @@ from autograd.misc import flatten
 
 from rssm_np import Config, init_params, loss, model
 from rssm_np.distributions import kl_gaussian
-from rssm_np.training import learning_rate_at, seconds_per_step
+from rssm_np.training import learning_rate_at, step_seconds
 from rssm_np.world import make_dataset
 
 EPS = 1e-6
@@ -202,7 +202,7 @@ def test_half_life_schedule_values_at_known_steps():
 def test_a_wall_clock_budget_becomes_planned_steps(monkeypatch, capsys):
     import argparse
     import demo
-    monkeypatch.setattr(demo, "seconds_per_step", lambda config: 0.25)
+    monkeypatch.setattr(demo, "step_seconds", lambda config: [0.3, 0.25, 0.2])
     config = Config()
     assert demo.planned_steps(argparse.Namespace(minutes=2.0, steps=None), config) == 480
     assert demo.planned_steps(argparse.Namespace(minutes=2.0, steps=100), config) == 100
@@ -210,8 +210,9 @@ def test_a_wall_clock_budget_becomes_planned_steps(monkeypatch, capsys):
     assert "planned 480 steps in 2 minutes" in capsys.readouterr().out
 
 
-def test_seconds_per_step_times_real_steps():
-    assert 0 < seconds_per_step(Config(**{**TINY, "dtype": "float32"}), steps=2, warmup=1) < 60
+def test_step_seconds_times_real_steps():
+    times = step_seconds(Config(**{**TINY, "dtype": "float32"}), steps=2, warmup=1)
+    assert len(times) == 2 and all(0 < t < 60 for t in times)
 
 
 @pytest.mark.parametrize("fields, words", [
