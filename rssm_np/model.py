@@ -28,6 +28,7 @@ import math
 
 import autograd.numpy as np                 # traced NumPy: everything autograd differentiates
 import numpy as onp                         # plain NumPy: data, noise, and untraced outputs
+from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
 
 from . import fused
 from .distributions import bernoulli_nll, gaussian_head, kl_gaussian, sample_gaussian
@@ -313,9 +314,8 @@ def free_nats_kl(kl, free_nats):
     penalty. Written as an if on the value (autograd follows Python control flow): below the
     threshold the term is a constant, so its gradient is exactly zero.
     """
-    from autograd.tracer import getval
     mean_kl = mean_of(kl)
-    return mean_kl if getval(mean_kl) > free_nats else free_nats
+    return mean_kl if stop_gradient(mean_kl) > free_nats else free_nats
 
 
 def balanced_kl(post_mean, post_std, prior_mean, prior_std, balance, free_nats):
@@ -330,7 +330,6 @@ def balanced_kl(post_mean, post_std, prior_mean, prior_std, balance, free_nats):
     The plain KL is not a = 0.5 (that halves both pulls) but both weights 1: balance 0 (Config).
     all (B, T, Z) -> a scalar.
     """
-    from autograd.tracer import getval as stop_gradient
     to_prior = kl_gaussian(stop_gradient(post_mean), stop_gradient(post_std), prior_mean, prior_std)   # (B, T)
     to_post = kl_gaussian(post_mean, post_std, stop_gradient(prior_mean), stop_gradient(prior_std))    # (B, T)
     return balance * free_nats_kl(to_prior, free_nats) + (1 - balance) * free_nats_kl(to_post, free_nats)
@@ -350,7 +349,6 @@ def overshooting_kl(params, config, seen, prev_actions, overshoot_eps):
     seen: observe()'s (B, T, .) dict; prev_actions (B, T, A); overshoot_eps (D - 1, B, T, Z).
     Returns a scalar (0 when D = 1).
     """
-    from autograd.tracer import getval as stop_gradient
     distance = config.overshooting
     if distance == 1:
         return 0.0
