@@ -22,14 +22,15 @@ import time
 
 import numpy as np
 
-from rssm_np import Config, beliefs, make_dataset
+from rssm_np import Config, make_dataset
+from rssm_np.lab import beliefs
 from rssm_np.checkpoint import load_train_state, save
-from rssm_np.runs import FolderError, claim_folder, silence_stdout, stop_signals, write_text
-from rssm_np.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, evaluate, filtered_frames,
+from rssm_np.utils.files import FolderError, claim_folder, silence_stdout, stop_signals, write_text
+from rssm_np.lab.evaluate import (CONTEXT, baseline_paths, centroid, eval_dataset, evaluate, filtered_frames,
                               pixel_error)
 from rssm_np.model import predict
-from rssm_np.plan import table as planning_table
-from rssm_np.planning import Planner, evaluate_planners
+from rssm_np.lab.plan import table as planning_table
+from rssm_np.lab.planning import Planner, evaluate_planners
 from rssm_np.training import init_train_state, step_seconds, train
 from rssm_np.world import render, step_state
 
@@ -214,7 +215,7 @@ class Progress:
 
 
 def write_figures(out, params, config, history):
-    from rssm_np import plots
+    from rssm_np.lab import plots
     paths = []
     world = make_dataset(4, 20, size=config.image_size, seed=1, occlusion=config.occlusion,
                          control=config.control, boundary=config.boundary)
@@ -252,7 +253,7 @@ def pick_occluded_sequence(data, length=30):
 
 def write_belief_figures(out, params, config, metrics):
     """Figures of the belief: occlusion, sampled futures, two action sequences, KL per dim, a GIF."""
-    from rssm_np import beliefs, plots
+    from rssm_np.lab import beliefs, plots
     from rssm_np.model import decode, unpack
     from rssm_np.layers import sigmoid
     paths = []
@@ -317,7 +318,7 @@ def planning_metrics(params, config, episodes=16):
         print("planning skipped: this model was trained without actions (--no-control), so it never saw "
               "a push and cannot plan one")
         return {}
-    print(f"planning {episodes} episodes in the dream (python -m rssm_np.plan runs the full 64) ...", flush=True)
+    print(f"planning {episodes} episodes in the dream (python -m rssm_np.lab.plan runs the full 64) ...", flush=True)
     _, results = evaluate_planners(Planner(params, config), episodes=episodes)
     return {"planning": {name: {key: round(value, 3) for key, value in r.items() if key != "positions"}
                          for name, r in results.items()}}
@@ -345,7 +346,7 @@ def results_table(metrics):
             lines.append(f"{label:<47} | {metrics[key]:7.3f}")
         lines.append(f"{'active latent dimensions (KL > 0.1 nats)':<47} | {metrics['active_dims']:7d}")
     if "planning" in metrics:
-        lines += ["", "planning to a goal in 30 real steps (16 episodes; python -m rssm_np.plan runs 64):",
+        lines += ["", "planning to a goal in 30 real steps (16 episodes; python -m rssm_np.lab.plan runs 64):",
                   planning_table(metrics["planning"])]
     if metrics.get("steps_this_run", 1):
         lines.append(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
@@ -422,7 +423,7 @@ def seed_command(args, seed):
 def run_seeds(args, received):
     """Run the demo once per seed (J at a time), then the mean ± std table of their metrics."""
     import subprocess
-    from rssm_np import seeds as seed_tables
+    from rssm_np.lab import seeds as seed_tables
     order = list(range(args.seed, args.seed + args.seeds))
     folders = [os.path.join(args.out, f"seed{seed}") for seed in order]
     env = dict(os.environ)

@@ -6,7 +6,7 @@ predict), checkpoints (save, load), training (train) and evaluation (evaluate).
 
 from .checkpoint import load, save
 from .config import Config
-from .evaluate import evaluate
+from .lab.evaluate import evaluate
 from .model import decode, encode, imagine, init_params, loss, observe, predict
 from .training import train
 from .world import make_dataset

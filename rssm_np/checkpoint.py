@@ -21,8 +21,8 @@ import numpy as np          # plain NumPy (the model's traced NumPy is autograd.
 from .config import Config, check_config
 from .model import param_shapes
 from .training import check_fits_memory
-from .trees import tree_items, tree_leaves, tree_rebuild
-from .validate import is_config
+from .utils.trees import tree_items, tree_leaves, tree_rebuild
+from .utils.validate import is_config
 
 FORMAT_VERSION = 1
 _PARAM_PREFIX = "params/"

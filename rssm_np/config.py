@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
-from . import validate
+from .utils import validate
 from .world import PUSH_PROB
 
 

@@ -33,8 +33,8 @@ from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with n
 from . import fused
 from .distributions import bernoulli_nll, gaussian_head, kl_gaussian, sample_gaussian
 from .layers import dense, elu, gru_gates, init_dense, init_gru, init_mlp, mean_of, mlp, sigmoid
-from .speed import stack_time, unpack, unstack_time
-from .validate import check_batch, check_params, check_predict_args, check_seed
+from .utils.speed import stack_time, unpack, unstack_time
+from .utils.validate import check_batch, check_params, check_predict_args, check_seed
 
 # A dot of std 1.5 px holds 2 pi 1.5^2 of pixel mass; the decoder's output bias starts at the
 # logit of that mass spread over the screen (see init_params). Another world passes its own.

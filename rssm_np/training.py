@@ -16,9 +16,9 @@ from autograd.tracer import getval
 
 from .adam import adam_step, clip_by_global_norm, init_adam
 from .model import elbo_inputs, init_params, negative_elbo, param_shapes
-from .speed import keep_freed_memory
-from .trees import tree_leaves, tree_rebuild
-from .validate import check_batch, check_int, check_number, is_config
+from .utils.speed import keep_freed_memory
+from .utils.trees import tree_leaves, tree_rebuild
+from .utils.validate import check_batch, check_int, check_number, is_config
 from .world import make_dataset
 
 SIZE_FIELDS = ("image_size", "action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
@@ -98,7 +98,7 @@ def learning_rate_at(config, step):
 def step_seconds(config, steps=8, warmup=2):
     """Wall seconds of each of `steps` train steps of this config, after `warmup` untimed ones, on a
     scratch state that is then dropped: how a wall-clock budget becomes a planned number of steps
-    (the demo's --minutes, from the median), and what `python -m rssm_np.bench` reports."""
+    (the demo's --minutes, from the median), and what `python -m rssm_np.lab.bench` reports."""
     check_int("steps", steps, minimum=1)
     state = init_train_state(config)
     train_step = make_train_step(config)

@@ -143,7 +143,7 @@ def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, bound
                                                 (random walls only; the new velocity shows from frame t+1)
     The same seed gives the same data. `seed` may be an int or a tuple of ints.
     """
-    from .validate import check_dataset_args, check_number
+    from .utils.validate import check_dataset_args, check_number
     check_dataset_args(n, T, size, seed, boundary)
     push_prob = check_number("push_prob", push_prob, minimum=0.0, maximum=1.0)
     rng = np.random.default_rng(seed)

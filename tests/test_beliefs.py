@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rssm_np import Config, init_params, make_dataset, predict
-from rssm_np.beliefs import coverage, last_seen_baseline, linear_probe_r2
+from rssm_np.lab.beliefs import coverage, last_seen_baseline, linear_probe_r2
 from rssm_np.distributions import bernoulli_nll
 from rssm_np.model import likelihood_weight
 

@@ -11,7 +11,7 @@ import rssm_np.checkpoint as checkpoint
 import rssm_np.training as train_module
 from rssm_np import Config, load, save
 from rssm_np.checkpoint import load_train_state
-from rssm_np.evaluate import evaluate
+from rssm_np.lab.evaluate import evaluate
 from rssm_np.training import train, tree_leaves
 from rssm_np.world import make_dataset
 

@@ -14,7 +14,7 @@ from rssm_np import Config, init_params, load, predict, save, train
 from rssm_np.checkpoint import load_train_state, write_atomically
 from rssm_np.model import param_shapes
 from rssm_np.training import init_train_state, training_batch
-from rssm_np.trees import tree_items
+from rssm_np.utils.trees import tree_items
 from rssm_np.world import make_dataset
 
 SMALL = dict(image_size=16, deter_size=8, stoch_size=3, hidden_size=8, embed_size=4, batch_size=2, seq_len=4)

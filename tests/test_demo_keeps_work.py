@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import rssm_np.runs as runs
+import rssm_np.utils.files as runs
 from rssm_np import Config, init_params, save
 from rssm_np.checkpoint import load_train_state
 from rssm_np.training import init_train_state

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from rssm_np.futures import best_of, event_frames, event_spread_ratio, sharpness
+from rssm_np.lab.futures import best_of, event_frames, event_spread_ratio, sharpness
 from rssm_np.world import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,16 +48,16 @@ def test_sharpness_is_one_for_the_true_frame_and_low_for_a_smear():
 
 def test_compare_runs_end_to_end_and_refuses_bad_arguments(tmp_path):
     out = tmp_path / "compare"
-    done = subprocess.run([sys.executable, "-m", "rssm_np.compare", "--steps", "2", "--models", "rnn,rssm",
+    done = subprocess.run([sys.executable, "-m", "rssm_np.lab.compare", "--steps", "2", "--models", "rnn,rssm",
                            "--worlds", "random", "--sequences", "4", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "compare.json").read_text())
     assert set(summary["results"]["random"]) == {"rnn", "rssm"}
     assert np.isnan(summary["results"]["random"]["rnn"]["event_spread_ratio"])
     assert (out / "random" / "rssm" / "model.npz").exists() and (out / "lesson.png").exists()
-    again = subprocess.run([sys.executable, "-m", "rssm_np.compare", "--steps", "2", "--out", str(out)],
+    again = subprocess.run([sys.executable, "-m", "rssm_np.lab.compare", "--steps", "2", "--out", str(out)],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
-    bad = subprocess.run([sys.executable, "-m", "rssm_np.compare", "--models", "lstm", "--out", str(tmp_path / "x")],
+    bad = subprocess.run([sys.executable, "-m", "rssm_np.lab.compare", "--models", "lstm", "--out", str(tmp_path / "x")],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "--models" in bad.stderr and "Traceback" not in bad.stderr

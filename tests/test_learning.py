@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rssm_np import Config, make_dataset
-from rssm_np.evaluate import EVAL_SEED, evaluate
+from rssm_np.lab.evaluate import EVAL_SEED, evaluate
 from rssm_np.training import train
 
 SMALL_WORLD = dict(image_size=16, deter_size=32, stoch_size=8, hidden_size=64, embed_size=32,

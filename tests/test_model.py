@@ -187,7 +187,7 @@ def test_the_rssm_starts_from_the_same_weights_as_before_the_variants():
     """A fingerprint of init_params taken before Config.model existed: a seed still gives the same
     weights, so every measured result stays valid."""
     import hashlib
-    from rssm_np.trees import tree_leaves
+    from rssm_np.utils.trees import tree_leaves
     digest = hashlib.sha256()
     for leaf in tree_leaves(init_params(Config(**SMALL), seed=3)):
         digest.update(leaf.tobytes())

@@ -9,7 +9,7 @@ import pytest
 
 from rssm_np import Config, init_params
 from rssm_np.checkpoint import save
-from rssm_np.planning import (CemPhysics, Planner, cem, episode_metrics, evaluate_planners, goal_cost,
+from rssm_np.lab.planning import (CemPhysics, Planner, cem, episode_metrics, evaluate_planners, goal_cost,
                               run_episodes, sample_episodes)
 from rssm_np.world import render
 
@@ -129,7 +129,7 @@ def test_evaluate_planners_runs_the_four_on_the_same_episodes(model):
 
 
 def test_plan_command_writes_its_files_and_refuses_a_model_without_actions(model, tmp_path, capsys):
-    from rssm_np.plan import main
+    from rssm_np.lab.plan import main
     params, config = model
     path = save(str(tmp_path / "model.npz"), params, config)
     assert main([path, "--episodes", "2", "--horizon", "3", "--candidates", "8", "--iterations", "2",

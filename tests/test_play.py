@@ -12,8 +12,8 @@ from matplotlib.backend_bases import KeyEvent  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rssm_np import Config, init_params, save  # noqa: E402
-from rssm_np import game as rules  # noqa: E402  (the game's rules)
-from rssm_np import play  # noqa: E402
+from rssm_np.lab import game as rules  # noqa: E402  (the game's rules)
+from rssm_np.lab import play  # noqa: E402
 from rssm_np.training import train  # noqa: E402
 from rssm_np.world import ACTION_GAIN, MAX_SPEED, step_state  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_without_a_planner_g_and_p_say_so(untrained):
 
 
 class ScriptedPlanner:
-    """Stands in for rssm_np.planning.Planner: records what it is given, always pushes right-down."""
+    """Stands in for rssm_np.lab.planning.Planner: records what it is given, always pushes right-down."""
 
     def __init__(self):
         self.calls, self.resets = [], []

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rssm_np import seeds
+from rssm_np.lab import seeds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rssm_np.evaluate import centroid
+from rssm_np.lab.evaluate import centroid
 from rssm_np.world import ACTION_GAIN, MAX_SPEED, make_dataset, render, step_state
 
 

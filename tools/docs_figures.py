@@ -1,12 +1,12 @@
 """Copy the README's pictures into docs/, small, from fixed-seed runs, so they never drift from the code.
 
-    python demo.py && python -m rssm_np.compare && python -m rssm_np.plan runs/demo/model.npz --out runs/plan \
+    python demo.py && python -m rssm_np.lab.compare && python -m rssm_np.lab.plan runs/demo/model.npz --out runs/plan \
         && python tools/docs_figures.py
 
-Reads the figures that `python demo.py` (runs/demo) and `python -m rssm_np.compare` (runs/compare)
-wrote, and any that `python -m rssm_np.plan` (runs/plan) wrote, shrinks each PNG to at most
+Reads the figures that `python demo.py` (runs/demo) and `python -m rssm_np.lab.compare` (runs/compare)
+wrote, and any that `python -m rssm_np.lab.plan` (runs/plan) wrote, shrinks each PNG to at most
 MAX_WIDTH pixels wide, and writes them under docs/. Counts every file in docs/ (the play GIF,
-made by `python -m rssm_np.play runs/demo/model.npz --record docs/play.gif`, too) and fails if
+made by `python -m rssm_np.lab.play runs/demo/model.npz --record docs/play.gif`, too) and fails if
 they take more than 2 MB in all.
 Pillow comes with matplotlib; nothing else is needed.
 """
@@ -50,9 +50,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Copy the README's figures into docs/, small.")
     parser.add_argument("--demo", default=os.path.join("runs", "demo"), help="folder of `python demo.py` (default runs/demo)")
     parser.add_argument("--compare", default=os.path.join("runs", "compare"),
-                        help="folder of `python -m rssm_np.compare` (default runs/compare)")
+                        help="folder of `python -m rssm_np.lab.compare` (default runs/compare)")
     parser.add_argument("--plan", default=os.path.join("runs", "plan"),
-                        help="folder of `python -m rssm_np.plan` (default runs/plan; skipped if absent)")
+                        help="folder of `python -m rssm_np.lab.plan` (default runs/plan; skipped if absent)")
     parser.add_argument("--out", default="docs", help="where to write (default docs)")
     args = parser.parse_args(argv)
     for flag in REQUIRED:

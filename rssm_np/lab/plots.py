@@ -17,7 +17,7 @@ if "matplotlib.pyplot" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402  (plain NumPy: figures draw untraced arrays)
 
-from .checkpoint import replace_atomically  # noqa: E402
+from ..checkpoint import replace_atomically  # noqa: E402
 
 OCCLUDER_COLOURS = matplotlib.colors.ListedColormap(["red"])
 

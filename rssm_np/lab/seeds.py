@@ -1,7 +1,7 @@
 """Numbers that hold across seeds: mean and standard deviation of several demo runs' metrics.
 
     python demo.py --seeds 3                       # trains seeds 0, 1, 2 into runs/demo/seed<k>/, then this table
-    python -m rssm_np.seeds runs/a runs/b runs/c   # the table for runs already made (each holds metrics.json)
+    python -m rssm_np.lab.seeds runs/a runs/b runs/c   # the table for runs already made (each holds metrics.json)
 
 One seed's number can be luck: a difference between two settings means something only when it
 is larger than the spread between seeds of one setting. The standard deviation is the sample
@@ -100,7 +100,7 @@ def main(argv=None):
         parser.error(str(error))
     print(table(summary, [os.path.basename(os.path.normpath(f)) for f in args.folders]))
     if args.json:
-        from .runs import write_text
+        from ..utils.files import write_text
         write_text(args.json, json.dumps({"folders": args.folders, "rows": summary}, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 
-from .checkpoint import write_atomically
+from ..checkpoint import write_atomically
 
 try:
     import fcntl                  # POSIX; where absent, runs in one folder are not locked

@@ -1,7 +1,7 @@
 """Why both paths: train the RNN, the SSM and the RSSM on two worlds, same budget, and compare.
 
-    python -m rssm_np.compare --out runs/compare            # 3 models x 2 worlds, about 15 minutes
-    python -m rssm_np.compare --steps 300 --out runs/quick  # a quick look
+    python -m rssm_np.lab.compare --out runs/compare            # 3 models x 2 worlds, about 15 minutes
+    python -m rssm_np.lab.compare --steps 300 --out runs/quick  # a quick look
 
 Worlds: "bounce" (deterministic walls: a memory is all a model needs) and "random" (each wall hit
 redraws the velocity: the future forks exactly there). Models (model.py): "rnn" deterministic
@@ -21,13 +21,13 @@ import time
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from . import plots
-from .checkpoint import load_train_state, save
-from .config import Config
+from ..checkpoint import load_train_state, save
+from ..config import Config
 from .evaluate import CONTEXT
 from .futures import SAMPLES, futures_dataset, future_metrics, one_step_spread
-from .model import predict
-from .runs import FolderError, claim_folder, stop_signals, write_text
-from .training import init_train_state, train
+from ..model import predict
+from ..utils.files import FolderError, claim_folder, stop_signals, write_text
+from ..training import init_train_state, train
 
 MODELS = ("rnn", "ssm", "rssm")
 WORLDS = ("bounce", "random")
@@ -37,7 +37,7 @@ RESULTS = ("compare.json", "compare.md")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m rssm_np.compare",
+        prog="python -m rssm_np.lab.compare",
         description="Train the RNN, SSM and RSSM on the bouncing and the random-wall world with the same "
                     "budget, then measure their imagined futures (held-out seeds).")
     parser.add_argument("--out", default=os.path.join("runs", "compare"), help="output folder (default runs/compare)")

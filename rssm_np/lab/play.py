@@ -1,8 +1,8 @@
 """Play inside the dream: drive the dot with the keyboard, close the model's eyes, watch it imagine.
 
-    python -m rssm_np.play runs/demo/model.npz                     # a window (needs a display)
-    python -m rssm_np.play runs/demo/model.npz --record play.gif   # no screen needed: a scripted run
-    python -m rssm_np.play runs/demo/model.npz --record play.gif --keys "right*5 space wait*15 space wait*5"
+    python -m rssm_np.lab.play runs/demo/model.npz                     # a window (needs a display)
+    python -m rssm_np.lab.play runs/demo/model.npz --record play.gif   # no screen needed: a scripted run
+    python -m rssm_np.lab.play runs/demo/model.npz --record play.gif --keys "right*5 space wait*15 space wait*5"
 
 Every frame (ten a second) the key pressed, if any, acts; the real dot moves one step; and the
 model's belief follows it by one step of the RSSM:
@@ -31,7 +31,7 @@ import numpy as np
 from . import plots
 from .game import (ALIASES, DEFAULT_SCRIPT, FPS, HELP, HISTORY, KEYS, PARTICLES, load_model, measurements,
                    new_game, parse_keys, step)
-from .world import render
+from ..world import render
 
 class Screen:
     """The figure's artists, built once; show(game) updates and redraws only what moves.
@@ -277,7 +277,7 @@ class Window:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m rssm_np.play", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m rssm_np.lab.play", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive the dot with the keyboard and watch the model's belief follow it; close its eyes "
                     "and watch it dream.", epilog="keys in the window:\n" + HELP)
     parser.add_argument("model", help="a model.npz written by python demo.py (trained with actions, the default)")
@@ -311,7 +311,7 @@ def parse_args(argv=None):
     if args.record is None:
         if plt.get_backend().lower() in ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template"):
             parser.error(f"no display to open a window on (matplotlib chose the '{plt.get_backend()}' backend). "
-                         f"Record a scripted game instead:\n  python -m rssm_np.play {args.model} --record play.gif "
+                         f"Record a scripted game instead:\n  python -m rssm_np.lab.play {args.model} --record play.gif "
                          f'--keys "right*5 space wait*15 space wait*5"')
         try:
             args.figure = new_figure()

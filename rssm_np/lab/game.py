@@ -19,11 +19,11 @@ import importlib.util
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
-from .checkpoint import load
+from ..checkpoint import load
 from .evaluate import centroid, pixel_error
-from .layers import sigmoid
-from .model import decode, encode, imagine, observe
-from .world import OCCLUDER_FRAMES, OCCLUDER_SIDE, random_start, render, step_state
+from ..layers import sigmoid
+from ..model import decode, encode, imagine, observe
+from ..world import OCCLUDER_FRAMES, OCCLUDER_SIDE, random_start, render, step_state
 
 FPS = 10                 # frames per second of the window and of the recorded GIF
 PARTICLES = 8            # K sampled beliefs drawn as dots

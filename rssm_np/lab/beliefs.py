@@ -9,10 +9,10 @@ H deter, Z stoch.
 
 import numpy as np          # plain NumPy: measurements on the model's untraced outputs
 
-from .distributions import kl_gaussian_per_dim
+from ..distributions import kl_gaussian_per_dim
 from .evaluate import CONTEXT, EVAL_SEED, centroid, filtered_frames, pixel_error, reflect
-from .model import predict
-from .world import make_dataset, step_state
+from ..model import predict
+from ..world import make_dataset, step_state
 
 BELIEF_SEED = EVAL_SEED + 1      # held-out occluded / controlled sequences
 ACTIVE_NATS = 0.1                # a latent dimension is "active" if its mean KL exceeds this

@@ -1,7 +1,7 @@
 """Steer the real dot to a goal by planning inside the learned model, and compare with references.
 
-    python -m rssm_np.plan runs/demo/model.npz                 # 64 episodes, default CEM settings
-    python -m rssm_np.plan runs/demo/model.npz --episodes 16 --candidates 200
+    python -m rssm_np.lab.plan runs/demo/model.npz                 # 64 episodes, default CEM settings
+    python -m rssm_np.lab.plan runs/demo/model.npz --episodes 16 --candidates 200
 
 Runs the same random episodes (start, goal, 30 real steps) with four planners: zero actions,
 random actions, CEM with the true physics, and CEM inside the model (planning.Planner). Writes
@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 
-from .checkpoint import load
+from ..checkpoint import load
 from .planning import EPISODE_STEPS, SEARCH, SUCCESS_PX, Planner, evaluate_planners
-from .validate import check_int
+from ..utils.validate import check_int
 
 FIGURE_EPISODES = 6
 
@@ -29,7 +29,7 @@ def parse_args(argv=None):
         except (ValueError, TypeError):
             raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
 
-    parser = argparse.ArgumentParser(prog="python -m rssm_np.plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rssm_np.lab.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a model.npz written by demo.py (trained with --control)")
     parser.add_argument("--episodes", type=positive, default=64, help="episodes per planner (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (default 0)")
@@ -143,7 +143,7 @@ def episode_gif(path, positions, goal, dream_frames, size, scale=6, fps=5):
     Pillow directly (it comes with matplotlib): thirty small frames do not need a figure each.
     """
     from PIL import Image, ImageDraw
-    from .world import render
+    from ..world import render
     real = render(positions[:-1], size)                                              # (T, S, S)
     trail = dream_frames.max(axis=1)                                                 # (T, S, S)
     gap, caption = 2, 14

@@ -9,9 +9,9 @@ Shapes: B sequences, T frames, K imagined steps, S image side.
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
-from .layers import sigmoid
-from .model import actions_into_frames, decode, encode, observe, predict, unpack
-from .world import make_dataset
+from ..layers import sigmoid
+from ..model import actions_into_frames, decode, encode, observe, predict, unpack
+from ..world import make_dataset
 
 EVAL_SEED = 20_261_124       # the held-out set; training batches are seeded by (seed, step) pairs
 EVAL_SEQUENCES = 64

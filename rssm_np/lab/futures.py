@@ -13,9 +13,9 @@ import numpy as np          # plain NumPy (the model's traced NumPy is autograd.
 
 from .beliefs import coverage
 from .evaluate import CONTEXT, EVAL_SEED, centroid, pixel_error
-from .layers import sigmoid
-from .model import actions_into_frames, decode, encode, img_step, observe, predict, unpack
-from .world import make_dataset, render
+from ..layers import sigmoid
+from ..model import actions_into_frames, decode, encode, img_step, observe, predict, unpack
+from ..world import make_dataset, render
 
 HORIZON = {"bounce": 40, "random": 20, "clip": 40}   # imagined steps scored per world
 SAMPLES = 32

@@ -38,10 +38,10 @@ import time
 import numpy as np
 
 from .evaluate import centroid
-from .layers import sigmoid
-from .model import actions_into_frames, decode, encode, imagine, observe, unpack
-from .validate import check_array, check_int, check_seed
-from .world import make_dataset, render, step_state
+from ..layers import sigmoid
+from ..model import actions_into_frames, decode, encode, imagine, observe, unpack
+from ..utils.validate import check_array, check_int, check_seed
+from ..world import make_dataset, render, step_state
 
 READOUT_SEED = 20_261_200        # the sequences the linear read-out is fitted on (never evaluated on)
 READOUTS = ("linear", "centroid")

@@ -1,8 +1,8 @@
 """Benchmark the full train step: forward over the sequence, backward, clipping and Adam.
 
-    python -m rssm_np.bench                      # one JSON line at batch 16, sequence 32
-    python -m rssm_np.bench --plain              # the same with the plain-autograd recurrent core
-    python -m rssm_np.bench --scaling            # ms/step and peak memory over T and B, plus a plot
+    python -m rssm_np.lab.bench                      # one JSON line at batch 16, sequence 32
+    python -m rssm_np.lab.bench --plain              # the same with the plain-autograd recurrent core
+    python -m rssm_np.lab.bench --scaling            # ms/step and peak memory over T and B, plus a plot
 
 Speed targets live here, not in timed tests: shared machines are noisy, so quote the median of
 one run and ratios measured side by side.
@@ -43,8 +43,8 @@ def traced_primitives(config):
     """How many operations autograd records in one forward pass of the loss."""
     import autograd.core as core
     from autograd import grad
-    from .model import init_params, loss
-    from .training import training_batch
+    from ..model import init_params, loss
+    from ..training import training_batch
     counter = {"n": 0}
     original = core.VJPNode.__init__
 
@@ -69,8 +69,8 @@ def peak_rss_mb():
 def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers):
     """Median, min and max ms of the full train step, after `warmup` untimed steps.
     levers: other Config fields, e.g. kl_balance=0.8 or overshooting=3, to time their cost."""
-    from .config import Config
-    from .training import step_seconds
+    from ..config import Config
+    from ..training import step_seconds
     config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused, **levers)
     times = [1000 * seconds for seconds in step_seconds(config, steps, warmup)]
     flops = matmul_flops(config, batch, seq_len)
@@ -94,7 +94,7 @@ def scaling(args):
     rows = []
     for seq_len in (16, 32, 64):
         for batch in (8, 16, 32, 64):
-            command = [sys.executable, "-m", "rssm_np.bench", "--batch", str(batch), "--seq-len", str(seq_len),
+            command = [sys.executable, "-m", "rssm_np.lab.bench", "--batch", str(batch), "--seq-len", str(seq_len),
                        "--steps", str(args.steps), "--dtype", args.dtype]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             result = json.loads(output.strip().splitlines()[-1])

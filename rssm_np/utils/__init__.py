@@ -1,0 +1,2 @@
+"""Plumbing the core leans on but a first reader skips: argument checks (validate), nested-dict
+helpers (trees), the traced array helpers of the hot path (speed), and safe files (files)."""
