@@ -5,15 +5,13 @@ reader load uses, and only then writes. That reader takes only the members it ex
 the config computes, before allocating anything), checks each one's dtype and shape, and checks
 finiteness after the cast to the model's dtype; it never hands back a half-built model.
 
-Writes are atomic (write_atomically: a temporary file in the same folder, then os.replace), so a
+Writes are atomic (utils.files.write_atomically: a temporary file in the same folder, then os.replace), so a
 crash or Ctrl-C mid-write leaves the previous file intact.
 """
 
 import json
 import math
 import os
-import re
-import tempfile
 import zipfile
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
@@ -21,6 +19,7 @@ import numpy as np          # plain NumPy (the model's traced NumPy is autograd.
 from .config import Config, check_config
 from .model import param_shapes
 from .training import check_fits_memory
+from .utils.files import write_atomically
 from .utils.trees import tree_items, tree_leaves, tree_rebuild
 from .utils.validate import is_config
 
@@ -29,81 +28,6 @@ _PARAM_PREFIX = "params/"
 _TRAIN_PREFIX = "train/"
 _SMALL_MEMBER = 1 << 20        # bytes: the most a version, a step count or a config may take
 _NPY_HEADER = 4096             # bytes: room for an .npy member's header on top of its data
-_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
-
-
-def process_alive(pid):
-    """True if a process with this id runs on this machine (POSIX; elsewhere: assume it does)."""
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temporaries(folder):
-    """Delete the temporary files that writers killed mid-write (kill -9) left in `folder`."""
-    for name in os.listdir(folder):
-        match = _TEMPORARY.match(name)
-        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
-            try:
-                os.remove(os.path.join(folder, name))
-            except OSError:
-                pass                  # another cleaner got there first, or it is not ours to remove
-
-
-def _mode_for(path):
-    """The permissions a user expects: those of the file being replaced, else 0666 minus the umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def write_atomically(path, write):
-    """Call write(file) on a temporary file beside `path`, then os.replace it onto `path`.
-
-    A reader sees the old file or the new one, never half of one. A symlink at `path` is followed
-    (its target is replaced, the link stays); the file keeps the permissions of the one it
-    replaces. The temporary's name holds this process's id, so one left by a killed writer is
-    recognised and removed by the next write into the folder. Returns `path`.
-    """
-    def write_and_sync(temporary):
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-
-    return replace_atomically(path, write_and_sync)
-
-
-def replace_atomically(path, write_path):
-    """write_atomically for writers that want a file name: write_path(temporary_path) writes it.
-
-    The temporary keeps `path`'s suffix, so matplotlib and Pillow pick the format from it.
-    """
-    target = os.path.realpath(path)
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    _remove_stale_temporaries(folder)
-    suffix = os.path.splitext(target)[1]
-    handle, temporary = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=folder)
-    os.close(handle)
-    try:
-        write_path(temporary)
-        os.chmod(temporary, _mode_for(target))
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
 
 
 def _check_path(path):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rssm_np import Config, init_params, load, predict, save, train
-from rssm_np.checkpoint import load_train_state, write_atomically
+from rssm_np.checkpoint import load_train_state
+from rssm_np.utils.files import write_atomically
 from rssm_np.model import param_shapes
 from rssm_np.training import init_train_state, training_batch
 from rssm_np.utils.trees import tree_items

@@ -17,7 +17,7 @@ if "matplotlib.pyplot" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402  (plain NumPy: figures draw untraced arrays)
 
-from ..checkpoint import replace_atomically  # noqa: E402
+from ..utils.files import replace_atomically  # noqa: E402
 
 OCCLUDER_COLOURS = matplotlib.colors.ListedColormap(["red"])
 
@@ -49,7 +49,7 @@ def _frame_row(axes, frames, label, cmap="gray", vmin=0.0, vmax=1.0):
 
 def save_atomically(path, write):
     """Run write(temporary_path), then rename the file onto `path`: no reader sees half a file
-    (checkpoint.replace_atomically, the same rules as for models)."""
+    (utils.files.replace_atomically, the same rules as for models)."""
     return replace_atomically(path, write)
 
 

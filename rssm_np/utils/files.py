@@ -1,4 +1,7 @@
-"""What every command that writes results does, so no run destroys work it did not make.
+"""Safe files: what every command that writes does, so no run destroys work it did not make.
+
+- write_atomically / replace_atomically: a temporary file beside the target, then os.replace, so
+  a crash or Ctrl-C mid-write leaves the previous file whole.
 
 - claim_folder: the output folder is checked (a folder, creatable, writable), locked against a
   second run at the same time, and refused if it holds another run's results the user did not
@@ -10,11 +13,11 @@
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import tempfile
 
-from ..checkpoint import write_atomically
 
 try:
     import fcntl                  # POSIX; where absent, runs in one folder are not locked
@@ -22,6 +25,7 @@ except ImportError:
     fcntl = None
 
 LOCK_NAME = ".lock"
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")   # a temporary file of write_atomically, named by its pid
 
 
 class FolderError(ValueError):
@@ -124,5 +128,81 @@ def silence_stdout():
 
 
 def write_text(path, text):
-    """Write a text file atomically (see checkpoint.write_atomically)."""
+    """Write a text file atomically (see write_atomically)."""
     return write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+# --- atomic writes: a reader sees the old file or the new one, never half of one ---
+
+def process_alive(pid):
+    """True if a process with this id runs on this machine (POSIX; elsewhere: assume it does)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(folder):
+    """Delete the temporary files that writers killed mid-write (kill -9) left in `folder`."""
+    for name in os.listdir(folder):
+        match = _TEMPORARY.match(name)
+        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass                  # another cleaner got there first, or it is not ours to remove
+
+
+def _mode_for(path):
+    """The permissions a user expects: those of the file being replaced, else 0666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_atomically(path, write):
+    """Call write(file) on a temporary file beside `path`, then os.replace it onto `path`.
+
+    A reader sees the old file or the new one, never half of one. A symlink at `path` is followed
+    (its target is replaced, the link stays); the file keeps the permissions of the one it
+    replaces. The temporary's name holds this process's id, so one left by a killed writer is
+    recognised and removed by the next write into the folder. Returns `path`.
+    """
+    def write_and_sync(temporary):
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+
+    return replace_atomically(path, write_and_sync)
+
+
+def replace_atomically(path, write_path):
+    """write_atomically for writers that want a file name: write_path(temporary_path) writes it.
+
+    The temporary keeps `path`'s suffix, so matplotlib and Pillow pick the format from it.
+    """
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    _remove_stale_temporaries(folder)
+    suffix = os.path.splitext(target)[1]
+    handle, temporary = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=folder)
+    os.close(handle)
+    try:
+        write_path(temporary)
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path
