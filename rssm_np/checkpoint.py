@@ -16,9 +16,7 @@ import zipfile
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
-from .config import Config, check_config
-from .model import param_shapes
-from .training import check_fits_memory
+from .config import Config, check_config, check_fits_memory, param_shapes
 from .utils.files import write_atomically
 from .utils.trees import tree_items, tree_leaves, tree_rebuild
 from .utils.validate import is_config

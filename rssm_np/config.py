@@ -1,12 +1,28 @@
-"""Config: every size and knob of the model and its training, one commented field each."""
+"""Config: every size and knob of the model and its training, one commented field each; the
+demo's recipe (DEMO_RECIPE); and what a config costs (param_shapes, check_fits_memory).
+
+Config() alone is the plain model on the plain world: no occluders, no pushes, the step size
+halving every 1,000 steps. `python demo.py` trains Config(**DEMO_RECIPE, lr_decay_steps=steps),
+and a user who wants what the demo measured starts from the same recipe.
+"""
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
-from .utils import validate
+from . import variants
+from .utils import files, validate
+from .utils.trees import tree_leaves
 from .world import PUSH_PROB
+
+# The demo's recipe, on top of Config's defaults (with lr_decay_steps = the planned steps):
+# occluders and pushes on, and pushes on one training frame in five. With the world's own rate
+# (PUSH_PROB, 0.5, which every held-out evaluation set uses) the dreams drifted: with so few free
+# flights to learn from, the model's velocity was off. docs/levers.md says how to measure it.
+DEMO_RECIPE = {"occlusion": True, "control": True, "push_share": 0.2}
+DEMO_STEPS = 4500
 
 
 @dataclass
@@ -14,13 +30,13 @@ class Config:
     # --- the world ---
     image_size: int = 32          # S: frames are S x S pixels (any S >= 8; the source post uses 32 or 64)
     action_size: int = 2          # A: actions push the dot in x and y
-    occlusion: bool = False       # train on frames with occluders
-    control: bool = False         # train on random actions that push the dot
+    occlusion: bool = False       # train on frames with occluders (DEMO_RECIPE: on)
+    control: bool = False         # train on random actions that push the dot (DEMO_RECIPE: on)
     boundary: str = "bounce"      # walls: "bounce", "clip" or "random" (reflect, then redraw the velocity)
-    push_share: float = PUSH_PROB  # with control: the chance that a training frame gets a random push
+    push_share: float = PUSH_PROB  # with control: the chance that a training frame gets a random push (DEMO_RECIPE: 0.2)
                                    # (evaluation always uses the world's PUSH_PROB)
     # --- the model ---
-    model: str = "rssm"           # "rssm": h and z; "rnn": deterministic only; "ssm": stochastic only (model.py)
+    model: str = "rssm"           # "rssm": h and z; "rnn": deterministic only; "ssm": stochastic only (variants.py)
     deter_size: int = 128         # H: size of the deterministic memory h_t (the GRU state)
     stoch_size: int = 16          # Z: size of the stochastic state z_t
     hidden_size: int = 256        # width of every MLP layer (encoder, prior, posterior, decoder)
@@ -29,8 +45,8 @@ class Config:
     free_nats: float = 1.0        # KL below this many nats (mean over batch and time) is not penalised
     kl_scale: float = 1.0         # weight of KL(q || p) in the loss; 1.0 is the true ELBO
     kl_balance: float = 0.0       # 0: off; a in (0, 1]: KL balancing (DreamerV2), the prior's share a of the KL's
-                                  # gradient, the posterior's 1 - a (model.balanced_kl)
-    overshooting: int = 1         # D: latent overshooting distance (PlaNet); 1: off, the plain ELBO (model.overshooting_kl)
+                                  # gradient, the posterior's 1 - a (levers.balanced_kl)
+    overshooting: int = 1         # D: latent overshooting distance (PlaNet); 1: off, the plain ELBO (levers.overshooting_kl)
     masked_likelihood: bool = True  # with occlusion, count reconstruction only on unhidden pixels
     # --- training ---
     batch_size: int = 16          # B: sequences per step
@@ -38,7 +54,7 @@ class Config:
     learning_rate: float = 3e-3   # Adam step size at step 0
     lr_half_life: int = 1000      # steps over which the step size halves (0: constant); see training.learning_rate_at
     lr_decay_steps: int = 0       # K > 0: decay from learning_rate to min_learning_rate over the run's planned
-                                  # K steps instead of by the half-life (the demo sets it); 0: use the half-life
+                                  # K steps instead of by the half-life (the demo: its --steps); 0: use the half-life
     min_learning_rate: float = 1e-4  # the step size never decays below this
     grad_clip: float = 100.0      # clip the global gradient norm to this
     dtype: str = "float32"        # training precision; gradient checks use float64
@@ -80,7 +96,7 @@ def check_config(config):
             raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")
         setattr(config, name, bool(getattr(config, name)))
     check("boundary", validate.check_choice, ("bounce", "clip", "random"))
-    check("model", validate.check_choice, ("rssm", "rnn", "ssm"))
+    check("model", validate.check_choice, variants.MODELS)
     check("dtype", validate.check_choice, ("float32", "float64"))
     config.boundary, config.dtype, config.model = str(config.boundary), str(config.dtype), str(config.model)
     # Every number must survive the cast to the training precision: 1e39 is inf in float32.
@@ -106,3 +122,57 @@ def check_config(config):
         raise ValueError("config.lr_decay_steps > 0 decays the step size geometrically down to config.min_learning_rate, "
                          "which must then be > 0, got 0")
     check("grad_clip", validate.check_number, minimum=0.0, maximum=largest, strict_minimum=True)
+
+
+def param_shapes(config):
+    """The shape of every array model.init_params(config) builds, in the same nested dict, built
+    without allocating any (so a checkpoint's sizes are checked before memory is spent)."""
+    c, pixels, head = config, config.image_size ** 2, variants.head_size(config)
+
+    def mlp_shapes(sizes):
+        return [{"w": (i, o), "b": (o,)} for i, o in zip(sizes[:-1], sizes[1:])]
+
+    three_h, inputs = 3 * c.deter_size, c.stoch_size + c.action_size
+    if variants.has_memory(c):
+        transition = {"gru": {"w": (c.deter_size + inputs, three_h), "b": (three_h,),
+                              "ln_scale": (three_h,), "ln_bias": (three_h,)}}
+    else:
+        transition = {"ssm": mlp_shapes([inputs, c.deter_size])[0]}
+    return {
+        "encoder": mlp_shapes([pixels, c.hidden_size, c.embed_size]),
+        **transition,
+        "prior": mlp_shapes([c.deter_size, c.hidden_size, head]),
+        "posterior": {"w_deter": (c.deter_size, c.hidden_size), "w_embed": (c.embed_size, c.hidden_size),
+                      "b": (c.hidden_size,), "out": mlp_shapes([c.hidden_size, head])[0]},
+        "decoder": mlp_shapes([variants.feature_size(c), c.hidden_size, c.hidden_size, pixels]),
+    }
+
+
+SIZE_FIELDS = ("image_size", "action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
+               "batch_size", "seq_len")
+
+
+def bytes_needed(config, training=True):
+    """A lower bound on the memory the model needs: its parameters, and for training also their
+    gradients and two Adam moments, plus one batch of frames with their logits and gradients."""
+    itemsize = np.dtype(config.dtype).itemsize
+    count = sum(math.prod(shape) for shape in tree_leaves(param_shapes(config)))
+    if not training:
+        return count * itemsize
+    frames = config.batch_size * config.seq_len * config.image_size ** 2
+    return (4 * count + 3 * frames) * itemsize
+
+
+def check_fits_memory(config, training=True):
+    """Refuse, naming the field, a config whose arrays cannot fit in this machine's memory, before
+    any is allocated (instead of a MemoryError naming an array shape, or a machine that swaps)."""
+    need, have = bytes_needed(config, training), files.machine_memory()
+    if have is None or need <= have:
+        return
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    # The culprit: the size field whose default value would shrink the need the most.
+    name = min(SIZE_FIELDS, key=lambda field: bytes_needed(dataclasses.replace(config, **{field: defaults[field]}),
+                                                         training))
+    what = "parameters, gradients, Adam moments and a batch" if training else "parameters"
+    raise ValueError(f"config.{name}={getattr(config, name)} is too large: the model's {what} need at least "
+                     f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB")

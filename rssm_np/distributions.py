@@ -1,5 +1,5 @@
-"""The distributions: a diagonal Gaussian head, reparameterized sampling, the analytic KL, and
-the Bernoulli likelihood of a frame.
+"""The distributions: a diagonal Gaussian head, reparameterized sampling, the analytic KL (and its
+free-nats clamp), and the Bernoulli likelihood of a frame.
 
 Shapes (the glossary is in model.py): B batch (any leading axes, e.g. (B, T)), Z stoch size,
 D pixels per frame (S*S).
@@ -9,7 +9,9 @@ import autograd.numpy as np     # traced NumPy: these functions are differentiat
 import numpy as onp             # plain NumPy: the Bernoulli primitive's own arithmetic
 from autograd.extend import defvjp, primitive
 
-from .layers import softplus
+from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
+
+from .layers import mean_of, softplus
 
 
 def gaussian_head(out, min_std):
@@ -54,6 +56,19 @@ def kl_gaussian(mean_q, std_q, mean_p, std_p):
     return np.sum(kl_gaussian_per_dim(mean_q, std_q, mean_p, std_p), axis=-1)
 
 
+def free_nats(kl, nats):
+    """KL term = max(mean_{b,t} KL_{b,t}, free_nats): below `nats` the KL costs nothing.
+
+    The clamp acts on the mean over batch and time, as in Dreamer; PlaNet clamps each step's KL
+    before averaging, mean_{b,t} max(KL_{b,t}, free_nats), which frees every step separately.
+    So the posterior may keep up to `nats` nats per step, on average, about the image without
+    penalty. Written as an if on the value (autograd follows Python control flow): below the
+    threshold the term is a constant, so its gradient is exactly zero.   kl (B, T) -> a scalar.
+    """
+    mean_kl = mean_of(kl)
+    return mean_kl if stop_gradient(mean_kl) > nats else nats
+
+
 @primitive
 def bernoulli_nll(logits, target, weight=None):
     """-log p(x | logits) = sum_d w_d [softplus(l_d) - x_d * l_d], summed over pixels.
@@ -62,7 +77,7 @@ def bernoulli_nll(logits, target, weight=None):
     probabilities. Summing (not averaging) over the D pixels sets the likelihood's scale against
     the KL: a frame is worth D pixels' nats, so an empty-frame guess that misses the dot costs tens
     of nats while the KL costs a few; averaging would divide the reconstruction by D and let the
-    KL win, and the model would learn to predict empty frames (see the README's FAQ). The dot's
+    KL win, and the model would learn to predict empty frames (docs/faq.md). The dot's
     weight against the background is the same either way. `weight` (B, D) of 0/1 drops pixels
     from the sum (the masked likelihood for occluded pixels); None counts them all.
 

@@ -5,9 +5,6 @@ Every random draw at step k (the batch and the sampling noise) is seeded by (con
 so a run stopped at step k and resumed from its checkpoint continues exactly as if never stopped.
 """
 
-import dataclasses
-import math
-import os
 import time
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
@@ -15,48 +12,12 @@ from autograd import value_and_grad
 from autograd.tracer import getval
 
 from .adam import adam_step, clip_by_global_norm, init_adam
-from .model import elbo_inputs, init_params, negative_elbo, param_shapes
-from .utils.speed import keep_freed_memory
+from .config import check_fits_memory
+from .model import init_params, negative_elbo
+from .utils.speed import keep_freed_memory, unpack
 from .utils.trees import tree_leaves, tree_rebuild
-from .utils.validate import check_batch, check_int, check_number, is_config
-from .world import make_dataset
-
-SIZE_FIELDS = ("image_size", "action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
-               "batch_size", "seq_len")
-
-
-def bytes_needed(config, training=True):
-    """A lower bound on the memory the model needs: its parameters, and for training also their
-    gradients and two Adam moments, plus one batch of frames with their logits and gradients."""
-    itemsize = np.dtype(config.dtype).itemsize
-    count = sum(math.prod(shape) for shape in tree_leaves(param_shapes(config)))
-    if not training:
-        return count * itemsize
-    frames = config.batch_size * config.seq_len * config.image_size ** 2
-    return (4 * count + 3 * frames) * itemsize
-
-
-def machine_memory():
-    """Bytes of physical memory, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def check_fits_memory(config, training=True):
-    """Refuse, naming the field, a config whose arrays cannot fit in this machine's memory, before
-    any is allocated (instead of a MemoryError naming an array shape, or a machine that swaps)."""
-    need, have = bytes_needed(config, training), machine_memory()
-    if have is None or need <= have:
-        return
-    defaults = {field.name: field.default for field in dataclasses.fields(config)}
-    # The culprit: the size field whose default value would shrink the need the most.
-    name = min(SIZE_FIELDS, key=lambda field: bytes_needed(dataclasses.replace(config, **{field: defaults[field]}),
-                                                         training))
-    what = "parameters, gradients, Adam moments and a batch" if training else "parameters"
-    raise ValueError(f"config.{name}={getattr(config, name)} is too large: the model's {what} need at least "
-                     f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB")
+from .utils.validate import check_batch, check_int, check_number, check_params, check_seed, is_config
+from .world import actions_into_frames, make_dataset
 
 
 def training_batch(config, step):
@@ -64,6 +25,52 @@ def training_batch(config, step):
     return make_dataset(config.batch_size, config.seq_len, size=config.image_size,
                         seed=(config.seed, step), occlusion=config.occlusion,
                         control=config.control, boundary=config.boundary, push_prob=config.push_share)
+
+
+def elbo_inputs(batch, config, seed):
+    """The data side of the bound: frames as pixel vectors, a_{t-1}, noise, likelihood weight,
+    and the overshooting noise (None unless config.overshooting > 1).
+
+    batch: obs (B, T, S, S), actions (B, T, A) and optionally mask (B, T, S, S), as make_dataset
+    returns them; seed (int or tuple) fixes the noise eps (B, T, Z). All plain NumPy.
+    """
+    obs = np.asarray(batch["obs"], dtype=config.dtype)
+    batch_size, steps, size = obs.shape[:3]
+    pixels = obs.reshape(batch_size, steps, size * size)                          # (B, T, D)
+    prev_actions = actions_into_frames(np.asarray(batch["actions"], dtype=config.dtype))
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((batch_size, steps, config.stoch_size)).astype(config.dtype)      # (B, T, Z)
+    overshoot_eps = None if config.overshooting == 1 else rng.standard_normal(
+        (config.overshooting - 1, batch_size, steps, config.stoch_size)).astype(config.dtype)   # (D-1, B, T, Z)
+    return pixels, prev_actions, eps, likelihood_weight(batch, config), overshoot_eps
+
+
+def likelihood_weight(batch, config):
+    """1 for pixels the reconstruction counts, 0 for occluded ones (or None: count them all).
+
+    With occluders the image is black where the dot may be. A plain likelihood would teach the
+    decoder to paint the occluder, i.e. to erase its belief of the dot behind it. The masked
+    likelihood, log p(x_t | h_t, z_t) summed over unhidden pixels only, leaves the hidden pixels
+    free, so the decoder draws where the model believes the dot is.   -> (B, T, D) or None
+    """
+    mask = batch.get("mask")
+    if not (config.masked_likelihood and config.occlusion) or mask is None:
+        return None
+    mask = np.asarray(mask)
+    return (~mask.reshape(mask.shape[0], mask.shape[1], -1)).astype(config.dtype)
+
+
+def loss(params, batch, config, seed=0):
+    """The training loss, -ELBO (negative_elbo), after checking the arguments.
+
+    batch: dict with obs (B, T, S, S) in [0, 1] and actions (B, T, A), as from make_dataset, and
+    optionally mask (B, T, S, S) for the masked likelihood; seed (int or tuple of ints) fixes the
+    sampling noise. Differentiable by autograd with respect to params.
+    """
+    check_params(params, config)
+    check_batch(batch, config)
+    check_seed("seed", seed)
+    return negative_elbo(unpack(params), config, *elbo_inputs(batch, config, seed))[0]
 
 
 def init_train_state(config):
@@ -84,8 +91,6 @@ def learning_rate_at(config, step):
     learning where the half-life's would sit at its floor from step ~4,900 whatever the budget.
     For the demo's 4,500 steps they nearly agree (its half-life is 917 steps). The step size
     depends on the step and the config alone, so a resumed run follows the same schedule.
-    (Measured here earlier: 2,500 steps, open-loop error at horizon 10 of 1.43 px with a constant
-    3e-3, 1.08 px with a half-life of 1,000 steps.)
     """
     if config.lr_decay_steps:
         progress = min(step / config.lr_decay_steps, 1.0)
@@ -93,22 +98,6 @@ def learning_rate_at(config, step):
     if config.lr_half_life == 0:
         return config.learning_rate
     return max(config.learning_rate * 0.5 ** (step / config.lr_half_life), config.min_learning_rate)
-
-
-def step_seconds(config, steps=8, warmup=2):
-    """Wall seconds of each of `steps` train steps of this config, after `warmup` untimed ones, on a
-    scratch state that is then dropped: how a wall-clock budget becomes a planned number of steps
-    (the demo's --minutes, from the median), and what `python -m rssm_np.lab.bench` reports."""
-    check_int("steps", steps, minimum=1)
-    state = init_train_state(config)
-    train_step = make_train_step(config)
-    times = []
-    for index in range(warmup + steps):
-        start = time.perf_counter()
-        state, _ = train_step(state)
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
 
 
 def make_train_step(config, batches=None):

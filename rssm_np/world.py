@@ -2,18 +2,20 @@
 
 This file is plain NumPy and knows nothing of the model. It makes the data the RSSM learns from.
 
-True state s_t = (x, y, vx, vy) in pixel units, x the column and y the row.
-    x_{t+1} = x_t + vx_t          (and the same for y)
+True state s_t = (x, y, vx, vy) in pixel units, x the column and y the row. One step (step_state):
+    v_{t+1} = clamp_speed(v_t + ACTION_GAIN * a_t, MAX_SPEED)      the push (a_t = 0 without control)
+    x_{t+1} = x_t + vx_{t+1}      (and the same for y)             the move, by the pushed velocity
 Walls:  "bounce" reflects the position and flips that velocity component;
         "clip"   clamps the position to the screen and zeroes that component;
         "random" reflects the position and redraws the velocity at random (away from the wall):
                  the only randomness in the world's motion, and only at the walls.
 Observation: an S x S image in [0, 1] holding a Gaussian blob of std DOT_SIGMA px at (x, y).
 Occlusion (optional): rectangles that hide the dot from the *image only*, never from the state.
-Control (optional): actions a_t in [-1, 1]^2 push the velocity after frame t is seen:
-    v_{t+1} = clamp_speed(v_t + ACTION_GAIN * a_t, MAX_SPEED),   so actions[:, t] produces obs[:, t+1].
-The random policy that makes the data pushes on about half the frames (uniform in [-1, 1]^2) and
-coasts (a_t = 0) on the rest, so both pushed and free flight appear in training.
+Control (optional): actions a_t in [-1, 1]^2 push the velocity after frame t is seen, so
+actions[:, t] produces obs[:, t+1]. The random policy that makes the data pushes a frame with
+probability push_prob (uniform in [-1, 1]^2) and coasts (a_t = 0) otherwise, so both pushed and
+free flight appear. The world's own rate, PUSH_PROB = 0.5, makes every held-out evaluation set;
+the demo trains on push_prob = Config.push_share = 0.2 (one frame in five; see config.DEMO_RECIPE).
 
 Shapes (the glossary is in model.py): B sequences, T time steps, S pixels a side.
 """
@@ -128,6 +130,15 @@ def random_start(rng, n, size):
     speed = rng.uniform(0.5, MAX_SPEED, size=n)
     velocity = speed[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     return np.concatenate([position, velocity], axis=1)
+
+
+def actions_into_frames(actions):
+    """a_{t-1} for every frame t: shift actions right by one, with zeros before the first frame.
+
+    actions[:, t] acts after frame t (as make_dataset stores them), so the action that led into
+    frame t is actions[:, t-1].   (B, T, A) -> (B, T, A).
+    """
+    return np.concatenate([np.zeros_like(actions[:, :1]), actions[:, :-1]], axis=1)
 
 
 def make_dataset(n, T, *, size=32, seed=0, occlusion=False, control=False, boundary="bounce", push_prob=PUSH_PROB):

@@ -10,8 +10,8 @@ H deter, Z stoch.
 import numpy as np          # plain NumPy: measurements on the model's untraced outputs
 
 from ..distributions import kl_gaussian_per_dim
-from .evaluate import CONTEXT, EVAL_SEED, centroid, filtered_frames, pixel_error, reflect
-from ..model import predict
+from .evaluate import CONTEXT, EVAL_SEED, centroid, filtered_states, pixel_error, reflect
+from ..model import mean_frame, predict
 from ..world import make_dataset, step_state
 
 BELIEF_SEED = EVAL_SEED + 1      # held-out occluded / controlled sequences
@@ -80,12 +80,13 @@ def occlusion_metrics(params, config, n=64, length=50):
     """
     data = make_dataset(n, length, size=config.image_size, seed=BELIEF_SEED, occlusion=True,
                         control=config.control, boundary=config.boundary)
-    frames, post = filtered_frames(params, config, data["obs"], data["actions"])
+    post, prior = filtered_states(params, config, data["obs"], data["actions"])
+    frames = mean_frame(params, config, post)                              # (B, T, S, S)
     truth = data["states"][..., :2]
     baseline, usable = last_seen_baseline(centroid(data["obs"]), data["visible"], config.image_size)
     model_error = pixel_error(centroid(frames), truth)
-    std = np.asarray(post["post_std"])                                    # (B, T, Z)
-    active = kl_per_dim(params, config, post) > ACTIVE_NATS
+    std = np.asarray(post["std"])                                         # (B, T, Z)
+    active = kl_per_dim(post, prior) > ACTIVE_NATS
     active = active if active.any() else np.ones_like(active)
     hidden, visible = ~data["visible"], data["visible"]
     return {
@@ -96,10 +97,10 @@ def occlusion_metrics(params, config, n=64, length=50):
     }
 
 
-def kl_per_dim(params, config, post):
-    """Mean KL(q || p) per latent dimension over a filtered batch: (Z,) nats."""
-    kl = kl_gaussian_per_dim(np.asarray(post["post_mean"]), np.asarray(post["post_std"]),
-                             np.asarray(post["prior_mean"]), np.asarray(post["prior_std"]))     # (B, T, Z)
+def kl_per_dim(post, prior):
+    """Mean KL(q || p) per latent dimension over filtered states (B, T, .): (Z,) nats."""
+    kl = kl_gaussian_per_dim(np.asarray(post["mean"]), np.asarray(post["std"]),
+                             np.asarray(prior["mean"]), np.asarray(prior["std"]))               # (B, T, Z)
     kl = kl.reshape(-1, kl.shape[-1])
     return np.asarray(kl).mean(axis=0)
 
@@ -151,7 +152,7 @@ def probe(params, config, n=64, length=50, parts=("deter", "stoch")):
     ("stoch") the read-out sees: both, or one alone to ask where the model keeps the state."""
     data = make_dataset(n, length, size=config.image_size, seed=BELIEF_SEED + 3, control=config.control,
                         boundary=config.boundary)
-    _, post = filtered_frames(params, config, data["obs"], data["actions"])
+    post, _ = filtered_states(params, config, data["obs"], data["actions"])
     features = np.concatenate([np.asarray(post[part]) for part in parts], axis=-1)
     # Skip the first frames: velocity is not observable from a single frame.
     features, targets = features[:, 2:].reshape(n, -1, features.shape[-1]), data["states"][:, 2:]
@@ -169,8 +170,7 @@ def belief_metrics(params, config):
     metrics["coverage90"] = coverage(samples.swapaxes(1, 2), data["states"][:, CONTEXT:, :2])
     metrics["action_response"] = action_response(params, config)
     metrics["controlled_open_loop_px_error"] = controlled_open_loop(params, config)
-    _, post = filtered_frames(params, config, data["obs"], data["actions"])
-    per_dim = kl_per_dim(params, config, post)
+    per_dim = kl_per_dim(*filtered_states(params, config, data["obs"], data["actions"]))
     metrics["kl_per_dim"] = [round(float(v), 4) for v in per_dim]
     metrics["active_dims"] = int((per_dim > ACTIVE_NATS).sum())
     metrics["probe_r2"], per_target = probe(params, config)

@@ -14,8 +14,12 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
+
+from ..training import init_train_state, make_train_step
+from ..utils.validate import check_int
 
 
 def matmul_flops(config, batch, steps):
@@ -43,8 +47,8 @@ def traced_primitives(config):
     """How many operations autograd records in one forward pass of the loss."""
     import autograd.core as core
     from autograd import grad
-    from ..model import init_params, loss
-    from ..training import training_batch
+    from ..model import init_params
+    from ..training import loss, training_batch
     counter = {"n": 0}
     original = core.VJPNode.__init__
 
@@ -66,11 +70,26 @@ def peak_rss_mb():
     return peak / 1024 ** 2 if sys.platform == "darwin" else peak / 1024
 
 
+def step_seconds(config, steps=8, warmup=2):
+    """Wall seconds of each of `steps` train steps of this config, after `warmup` untimed ones, on a
+    scratch state that is then dropped: how a wall-clock budget becomes a planned number of steps
+    (the demo's --minutes, from the median), and what this benchmark reports."""
+    check_int("steps", steps, minimum=1)
+    state = init_train_state(config)
+    train_step = make_train_step(config)
+    times = []
+    for index in range(warmup + steps):
+        start = time.perf_counter()
+        state, _ = train_step(state)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers):
     """Median, min and max ms of the full train step, after `warmup` untimed steps.
     levers: other Config fields, e.g. kl_balance=0.8 or overshooting=3, to time their cost."""
     from ..config import Config
-    from ..training import step_seconds
     config = Config(batch_size=batch, seq_len=seq_len, dtype=dtype, fused=fused, **levers)
     times = [1000 * seconds for seconds in step_seconds(config, steps, warmup)]
     flops = matmul_flops(config, batch, seq_len)

@@ -9,9 +9,9 @@ Shapes: B sequences, T frames, K imagined steps, S image side.
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
-from ..layers import sigmoid
-from ..model import actions_into_frames, decode, encode, observe, predict, unpack
-from ..world import make_dataset
+from ..model import encode, mean_frame, observe, predict
+from ..utils.speed import unpack
+from ..world import actions_into_frames, make_dataset
 
 EVAL_SEED = 20_261_124       # the held-out set; training batches are seeded by (seed, step) pairs
 EVAL_SEQUENCES = 64
@@ -28,6 +28,12 @@ def centroid(frames):
     x = (frames.sum(axis=-2) * grid).sum(axis=-1) / mass       # columns
     y = (frames.sum(axis=-1) * grid).sum(axis=-1) / mass       # rows
     return np.stack([x, y], axis=-1)
+
+
+def dot_position(params, config, state):
+    """The read-out used everywhere in the lab: the dot's [x, y] that a state believes in, as the
+    centroid of its mean frame (model.mean_frame).   state of (..., H), (..., Z) -> (..., 2)."""
+    return centroid(mean_frame(params, config, state))
 
 
 def pixel_error(predicted, true):
@@ -78,17 +84,24 @@ def eval_dataset(config):
                         boundary=config.boundary)
 
 
-def filtered_frames(params, config, obs, actions):
-    """Decode the posterior-mean path: what the model sees in each frame it is shown.
+def filtered_states(params, config, obs, actions):
+    """The posterior-mean path over a sequence: observe() the frames, z_t = the posterior's mean.
 
-    obs (B, T, S, S), actions (B, T, A) -> (B, T, S, S) in [0, 1], plus the observe() dict.
+    obs (B, T, S, S), actions (B, T, A) -> (post, prior), two states of (B, T, .) arrays.
     """
     params = unpack(params)
     batch, steps, size = obs.shape[:3]
     embed = encode(params, obs.reshape(batch, steps, size * size).astype(config.dtype))        # (B, T, E)
-    post = observe(params, config, embed, actions_into_frames(actions.astype(config.dtype)))
-    logits = decode(params, post["deter"], post["stoch"])                                      # (B, T, D)
-    return np.asarray(sigmoid(logits)).reshape(batch, steps, size, size), post
+    return observe(params, config, embed, actions_into_frames(actions.astype(config.dtype)))
+
+
+def filtered_frames(params, config, obs, actions):
+    """What the model sees in each frame it is shown: the mean frame of the posterior-mean path.
+
+    obs (B, T, S, S), actions (B, T, A) -> frames (B, T, S, S) in [0, 1], and the posterior state.
+    """
+    post, _ = filtered_states(params, config, obs, actions)
+    return mean_frame(params, config, post), post
 
 
 def evaluate(params, config, data=None):

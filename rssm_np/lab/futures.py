@@ -12,10 +12,10 @@ Shapes (the glossary is in model.py): B sequences, T frames, K imagined steps, M
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from .beliefs import coverage
-from .evaluate import CONTEXT, EVAL_SEED, centroid, pixel_error
-from ..layers import sigmoid
-from ..model import actions_into_frames, decode, encode, img_step, observe, predict, unpack
-from ..world import make_dataset, render
+from .evaluate import CONTEXT, EVAL_SEED, centroid, dot_position, pixel_error
+from ..model import encode, img_step, observe, predict
+from ..utils.speed import unpack
+from ..world import actions_into_frames, make_dataset, render
 
 HORIZON = {"bounce": 40, "random": 20, "clip": 40}   # imagined steps scored per world
 SAMPLES = 32
@@ -83,8 +83,8 @@ def one_step_spread(params, config, data, samples=SAMPLES, seed=0):
     obs, actions = data["obs"].astype(config.dtype), data["actions"].astype(config.dtype)
     batch, steps, size = obs.shape[:3]
     embed = encode(params, obs.reshape(batch, steps, size * size))                            # (B, T, E)
-    seen = observe(params, config, embed, actions_into_frames(actions))
-    deter, stoch = np.asarray(seen["deter"]), np.asarray(seen["stoch"])                      # (B, T, .)
+    post, _ = observe(params, config, embed, actions_into_frames(actions))
+    deter, stoch = np.asarray(post["deter"]), np.asarray(post["stoch"])                      # (B, T, .)
     rng = np.random.default_rng(seed)
     spread = np.full((batch, steps), np.nan)
     for t in range(steps - 1):
@@ -92,8 +92,7 @@ def one_step_spread(params, config, data, samples=SAMPLES, seed=0):
         action = np.repeat(actions[:, t], samples, axis=0)                                   # a_t leads into t+1
         eps = rng.standard_normal((batch * samples, config.stoch_size)).astype(config.dtype)
         guess = img_step(params, config, state, action, eps)
-        frames = np.asarray(sigmoid(decode(params, guess["deter"], guess["stoch"])))         # (B*M, D)
-        xy = centroid(frames.reshape(batch, samples, size, size))                            # (B, M, 2)
+        xy = dot_position(params, config, guess).reshape(batch, samples, 2)                  # (B, M, 2)
         spread[:, t + 1] = np.sqrt(((xy - xy.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(axis=1))
     return spread
 

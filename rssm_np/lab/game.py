@@ -14,15 +14,13 @@ H deter, Z stoch, A action, S image side.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from ..checkpoint import load
 from .evaluate import centroid, pixel_error
-from ..layers import sigmoid
-from ..model import decode, encode, imagine, observe
+from .planning import Planner
+from ..model import encode, img_step, initial_state, mean_frame, obs_step
 from ..world import OCCLUDER_FRAMES, OCCLUDER_SIDE, random_start, render, step_state
 
 FPS = 10                 # frames per second of the window and of the recorded GIF
@@ -33,7 +31,7 @@ PUSHES = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (
 KEYS = ("wait", *PUSHES, "space", "o", "k", "g", "p", "r", "q", "h")
 ALIASES = {"a": "left", "d": "right", "w": "up", "s": "down", " ": "space"}
 DEFAULT_SCRIPT = "right*3 down*2 wait*5 space wait*20 space wait*10 k wait*6 o wait*10 space up*2 wait*12 space wait*10"
-NO_PLANNING = "planning is not available in this version"
+NO_PLANNING = "planning is off for this game (load_model(..., planner=False))"
 HELP = """\
 arrows or w a s d   push the dot (the real world and the model get the same action)
 space               open / close the model's eyes (closed: the prior dreams, no frames)
@@ -67,8 +65,7 @@ class Game:
     eyes_open: bool
     seen: np.ndarray             # (S, S) the frame the model got (black while its eyes are closed)
     action: np.ndarray           # (A,) the action that led into this frame
-    deter: np.ndarray            # (P, H) belief memory h_t of the mean path and of each particle
-    stoch: np.ndarray            # (P, Z) belief state z_t
+    state: dict                  # the belief, rows (P, .): row 0 the mean path, then each particle
     belief: np.ndarray           # (S, S) the mean path, decoded
     belief_xy: np.ndarray        # (2,) the decoded belief's centroid
     particle_xy: np.ndarray      # (K, 2) the particles' decoded centroids
@@ -92,21 +89,13 @@ class Game:
         return float(pixel_error(self.particle_xy, self.particle_xy.mean(axis=0)).mean())
 
 
-def find_planner(params, config):
-    """A rssm_np.planning.Planner for this model, or None in a version without planning."""
-    if importlib.util.find_spec("rssm_np.planning") is None:
-        return None
-    planning = importlib.import_module("rssm_np.planning")
-    return planning.Planner(params, config)
-
-
 def load_model(path, planner=True):
     """Read a model.npz and check it can be driven; raises ValueError naming the problem."""
     params, config = load(path)
     if not config.control:
         raise ValueError(f"{path!r} was trained without actions (config.control=False), so pushing the dot "
                          "would mean nothing to it; train one with actions: python demo.py (on by default)")
-    return Model(params, config, find_planner(params, config) if planner else None)
+    return Model(params, config, Planner(params, config) if planner else None)
 
 
 def sense(world, occluder, eyes_open, size):
@@ -119,29 +108,26 @@ def sense(world, occluder, eyes_open, size):
     return np.where(occluder, np.float32(0.0), render(world[:2], size))
 
 
-def believe(model, deter, stoch, seen, action, eyes_open, eps):
-    """One RSSM step for every belief row: observe() with eyes open, imagine() with them closed.
+def believe(model, state, seen, action, eyes_open, eps):
+    """One RSSM step for every belief row: obs_step with eyes open, img_step with them closed.
 
-    deter (P, H), stoch (P, Z), seen (S, S), action (A,) leading into this frame, eps (P, Z) noise
-    (row 0 zeros: the mean path). Closed eyes never call encode, so no frame reaches the posterior.
+    state: the belief, rows (P, .); seen (S, S); action (A,) leading into this frame; eps (P, Z)
+    noise (row 0 zeros: the mean path). Closed eyes never call encode, so no frame reaches the
+    posterior. Returns the new belief state.
     """
     params, config = model.params, model.config
-    rows = deter.shape[0]
-    actions = np.repeat(action[None, None], rows, axis=0).astype(config.dtype)               # (P, 1, A)
-    if eyes_open:
-        embed = encode(params, seen.reshape(1, -1).astype(config.dtype))                     # (1, E)
-        embed = np.repeat(embed[:, None], rows, axis=0)                                      # (P, 1, E)
-        post = observe(params, config, embed, actions, eps[:, None], state=(deter, stoch))
-    else:
-        post = imagine(params, config, deter, stoch, actions, eps[:, None])
-    return post["deter"][:, 0], post["stoch"][:, 0]                                          # (P, H), (P, Z)
+    rows = state["deter"].shape[0]
+    actions = np.repeat(action[None], rows, axis=0).astype(config.dtype)                     # (P, A)
+    if not eyes_open:
+        return img_step(params, config, state, actions, eps)
+    embed = encode(params, seen.reshape(1, -1).astype(config.dtype))                         # (1, E)
+    post, _ = obs_step(params, config, state, actions, np.repeat(embed, rows, axis=0), eps)
+    return post
 
 
-def read_belief(model, deter, stoch):
+def read_belief(model, state):
     """Decode every belief row: the mean path's frame (S, S), its centroid (2,), the particles' (K, 2)."""
-    frames = np.asarray(sigmoid(decode(model.params, deter, stoch)))                         # (P, D)
-    size = model.config.image_size
-    frames = frames.reshape(-1, size, size)                                                  # (P, S, S)
+    frames = mean_frame(model.params, model.config, state)                                   # (P, S, S)
     xy = centroid(frames)                                                                    # (P, 2)
     return frames[0], xy[0], xy[1:]
 
@@ -163,10 +149,9 @@ def new_game(model, seed=0, episode=0, particles=PARTICLES):
     action = np.zeros(config.action_size)
     rows = particles + 1
     # (h_{-1}, z_{-1}) = 0, as observe() starts every sequence.
-    empty = (np.zeros((rows, config.deter_size), config.dtype), np.zeros((rows, config.stoch_size), config.dtype))
-    deter, stoch = believe(model, *empty, seen, action, True, noise(rng, model, rows))
-    belief, belief_xy, particle_xy = read_belief(model, deter, stoch)
-    game = Game(model, seed, episode, 0, world, occluder, 0, True, seen, action, deter, stoch,
+    state = believe(model, initial_state(config, rows), seen, action, True, noise(rng, model, rows))
+    belief, belief_xy, particle_xy = read_belief(model, state)
+    game = Game(model, seed, episode, 0, world, occluder, 0, True, seen, action, state,
                 belief, belief_xy, particle_xy)
     return dataclasses.replace(game, history=((0, True, game.error, game.spread),))
 
@@ -245,11 +230,11 @@ def step(game, key):
     occluder_left = max(game.occluder_left - 1, 0)
     occluder = game.occluder if occluder_left else np.zeros_like(game.occluder)
     seen = sense(world, occluder, game.eyes_open, size)
-    deter, stoch = believe(game.model, game.deter, game.stoch, seen, action, game.eyes_open,
-                           noise(rng, game.model, game.deter.shape[0]))
-    belief, belief_xy, particle_xy = read_belief(game.model, deter, stoch)
+    state = believe(game.model, game.state, seen, action, game.eyes_open,
+                    noise(rng, game.model, game.state["deter"].shape[0]))
+    belief, belief_xy, particle_xy = read_belief(game.model, state)
     game = dataclasses.replace(game, t=t, world=world, occluder=occluder, occluder_left=occluder_left, seen=seen,
-                               action=action, deter=deter, stoch=stoch, belief=belief, belief_xy=belief_xy,
+                               action=action, state=state, belief=belief, belief_xy=belief_xy,
                                particle_xy=particle_xy)
     entry = (t, game.eyes_open, game.error, game.spread)
     return dataclasses.replace(game, history=(game.history + (entry,))[-HISTORY:])

@@ -37,11 +37,11 @@ import time
 
 import numpy as np
 
-from .evaluate import centroid
-from ..layers import sigmoid
-from ..model import actions_into_frames, decode, encode, imagine, observe, unpack
+from .evaluate import centroid, dot_position
+from ..model import encode, imagine, initial_state, mean_frame, obs_step, observe
+from ..utils.speed import unpack
 from ..utils.validate import check_array, check_int, check_seed
-from ..world import make_dataset, render, step_state
+from ..world import actions_into_frames, make_dataset, render, step_state
 
 READOUT_SEED = 20_261_200        # the sequences the linear read-out is fitted on (never evaluated on)
 READOUTS = ("linear", "centroid")
@@ -80,10 +80,10 @@ def goal_cost(positions, goals):
     return np.linalg.norm(positions - goals[:, None, None, :], axis=-1).sum(axis=-1)
 
 
-def features(deter, stoch):
+def features(state):
     """[h, z, 1]: the latent state with a bias column, as the linear read-out sees it. (..., H+Z+1)"""
-    ones = np.ones(deter.shape[:-1] + (1,), dtype=deter.dtype)
-    return np.concatenate([deter, stoch, ones], axis=-1)
+    ones = np.ones(state["deter"].shape[:-1] + (1,), dtype=state["deter"].dtype)
+    return np.concatenate([state["deter"], state["stoch"], ones], axis=-1)
 
 
 def fit_linear_readout(params, config, sequences=64, context=10, horizon=20):
@@ -99,11 +99,12 @@ def fit_linear_readout(params, config, sequences=64, context=10, horizon=20):
                         control=config.control, boundary=config.boundary)
     obs, actions = data["obs"].astype(config.dtype), data["actions"].astype(config.dtype)
     embed = encode(params, obs[:, :context].reshape(sequences * context, -1)).reshape(sequences, context, -1)
-    post = observe(params, config, embed, actions_into_frames(actions[:, :context]))
-    dream = imagine(params, config, post["deter"][:, -1], post["stoch"][:, -1], actions[:, context - 1:-1])
+    post, _ = observe(params, config, embed, actions_into_frames(actions[:, :context]))
+    last = {"deter": post["deter"][:, -1], "stoch": post["stoch"][:, -1]}
+    dream = imagine(params, config, last, actions[:, context - 1:-1])
     # The first two filtered frames are skipped: one frame alone does not show the velocity yet.
-    inputs = np.concatenate([features(post["deter"][:, 2:], post["stoch"][:, 2:]),
-                             features(dream["deter"], dream["stoch"])], axis=1)        # (B, T', H+Z+1)
+    inputs = np.concatenate([features({key: post[key][:, 2:] for key in ("deter", "stoch")}),
+                             features(dream)], axis=1)                                 # (B, T', H+Z+1)
     targets = np.concatenate([data["states"][:, 2:context, :2], data["states"][:, context:, :2]], axis=1)
     weights, *_ = np.linalg.lstsq(inputs.reshape(-1, inputs.shape[-1]).astype(np.float64),
                                   targets.reshape(-1, 2).astype(np.float64), rcond=None)
@@ -138,18 +139,18 @@ class Planner:
     def reset(self, batch):
         """Start `batch` new episodes: empty memory, no previous action, the search noise re-seeded."""
         self.batch = check_int("batch", batch)
-        self.belief = None                         # (h, z), each (B, .), after the first act()
+        self.belief = None                         # the filtered state (B, .) after the first act()
         self.last_action = np.zeros((batch, self.config.action_size), dtype=self.config.dtype)
         self.rng = np.random.default_rng(self.seed)
         self.plan = None
 
-    def positions(self, deter, stoch):
-        """Where the dot is in latent states, by the chosen read-out: (M, H), (M, Z) -> (M, 2)."""
+    def positions(self, state):
+        """Where the dot is in latent states, by the chosen read-out: a state of (M, .) -> (M, 2)."""
         if self.readout == "linear":
-            return features(deter, stoch) @ self.readout_weights
-        size = self.config.image_size
-        frames = sigmoid(decode(self.params, deter, stoch)).reshape(-1, size, size)
-        return centroid(frames)
+            inputs = features(state)                                                  # (..., H+Z+1)
+            flat = inputs.reshape(-1, inputs.shape[-1]) @ self.readout_weights       # 2-D: BLAS (layers.dense)
+            return flat.reshape(inputs.shape[:-1] + (2,))
+        return dot_position(self.params, self.config, state)
 
     def dream(self, plan):
         """Imagine the plan from the current belief: latent states, positions and decoded frames.
@@ -158,27 +159,18 @@ class Planner:
         """
         if self.belief is None:
             raise ValueError("dream(plan) imagines from the belief that act() builds: call act() first")
-        batch, horizon = plan.shape[:2]
-        size = self.config.image_size
-        deter, stoch = self.belief
-        out = imagine(self.params, self.config, deter, stoch, plan.astype(self.config.dtype))
-        flat_deter, flat_stoch = out["deter"].reshape(batch * horizon, -1), out["stoch"].reshape(batch * horizon, -1)
-        frames = sigmoid(decode(self.params, flat_deter, flat_stoch)).reshape(batch, horizon, size, size)
-        positions = centroid(frames) if self.readout == "centroid" else \
-            self.positions(flat_deter, flat_stoch).reshape(batch, horizon, 2)
+        out = imagine(self.params, self.config, self.belief, plan.astype(self.config.dtype))     # (B, K, .)
+        frames = mean_frame(self.params, self.config, out)                                      # (B, K, S, S)
+        positions = centroid(frames) if self.readout == "centroid" else self.positions(out)
         return {"deter": out["deter"], "stoch": out["stoch"], "frames": frames, "positions": positions}
 
     def imagined_cost(self, goals):
         """The cost function CEM calls: every candidate imagined from the belief, as one batch."""
-        deter, stoch = self.belief
-
         def cost(actions):                                                            # (B, N, K, A)
             batch, count, horizon, _ = actions.shape
-            rows = batch * count
-            out = imagine(self.params, self.config, np.repeat(deter, count, axis=0),
-                          np.repeat(stoch, count, axis=0), actions.reshape(rows, horizon, -1))
-            positions = self.positions(out["deter"].reshape(rows * horizon, -1),
-                                       out["stoch"].reshape(rows * horizon, -1))      # (B*N*K, 2)
+            start = {key: np.repeat(self.belief[key], count, axis=0) for key in ("deter", "stoch")}
+            out = imagine(self.params, self.config, start, actions.reshape(batch * count, horizon, -1))
+            positions = self.positions(out)                                           # (B*N, K, 2)
             return goal_cost(positions.reshape(batch, count, horizon, 2), goals)      # (B, N)
         return cost
 
@@ -190,9 +182,9 @@ class Planner:
         """
         frames, goals = check_act_args(self.batch, self.config.image_size, frames, goals)
         dtype = self.config.dtype
-        embed = encode(self.params, frames.reshape(self.batch, -1).astype(dtype))[:, None]      # (B, 1, E)
-        post = observe(self.params, self.config, embed, self.last_action[:, None], state=self.belief)
-        self.belief = (post["deter"][:, -1], post["stoch"][:, -1])                             # (B, H), (B, Z)
+        embed = encode(self.params, frames.reshape(self.batch, -1).astype(dtype))              # (B, E)
+        state = initial_state(self.config, self.batch) if self.belief is None else self.belief
+        self.belief, _ = obs_step(self.params, self.config, state, self.last_action, embed)   # z_t = the posterior mean
         self.plan = cem(self.imagined_cost(goals), self.batch, self.horizon, self.config.action_size,
                         candidates=self.candidates, iterations=self.iterations, top_k=self.top_k, rng=self.rng)
         self.last_action = np.clip(self.plan[:, 0], -1.0, 1.0).astype(dtype)                 # (B, A)

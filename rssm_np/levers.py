@@ -1,0 +1,81 @@
+"""Two levers on the bound's KL term: they change its gradient, not the bound's meaning.
+
+    KL balancing (DreamerV2)         config.kl_balance = a in (0, 1]          balanced_kl
+    latent overshooting (PlaNet)     config.overshooting = D > 1              overshooting_kl
+
+model.negative_elbo calls kl_term when either is on; with both off the KL term is the plain
+max(mean KL, free nats). `python demo.py --kl-balance 0.8` or `--overshooting 3` trains with one;
+docs/levers.md says how to measure what each buys.
+
+Shapes (the glossary is in model.py): B batch, T time, Z stoch, D overshooting distance.
+"""
+
+from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
+
+from . import variants
+from .distributions import free_nats, kl_gaussian
+
+
+def kl_term(params, config, post, prior, kl, prev_actions, overshoot_eps, img_step):
+    """The KL term of the bound with the levers the config turns on.
+
+        term = balanced_kl (if kl_balance) or max(mean KL, free nats),  + overshooting_kl (if D > 1)
+
+    post, prior: observe()'s two states of (B, T, .) arrays; kl (B, T) = KL(q || p);
+    img_step: model.img_step, passed in (this file sits below the model), for overshooting's dream.
+    """
+    if config.kl_balance:
+        term = balanced_kl(post, prior, config.kl_balance, config.free_nats)
+    else:
+        term = free_nats(kl, config.free_nats)
+    if config.overshooting > 1:
+        term = term + overshooting_kl(params, config, post, prior, prev_actions, overshoot_eps, img_step)
+    return term
+
+
+def balanced_kl(post, prior, balance, nats):
+    """KL balancing (DreamerV2): the same KL value, its gradient shared unequally.
+
+        KL_bal = a * max(mean KL(sg(q) || p), free) + (1 - a) * max(mean KL(q || sg(p)), free)
+
+    sg() stops the gradient (autograd's getval: the value without its trace). Both terms have the
+    value of KL(q || p), so the loss is unchanged; but the first moves only the prior (toward the
+    posterior) and the second only the posterior (toward the prior). With a = 0.8 the prior learns
+    to predict what the image will say 4x faster than the posterior is pulled toward a poor prior.
+    The plain KL is not a = 0.5 (that halves both pulls) but both weights 1: balance 0 (Config).
+    post, prior: states of (B, T, Z) mean and std -> a scalar.
+    """
+    to_prior = kl_gaussian(stop_gradient(post["mean"]), stop_gradient(post["std"]), prior["mean"], prior["std"])
+    to_post = kl_gaussian(post["mean"], post["std"], stop_gradient(prior["mean"]), stop_gradient(prior["std"]))
+    return balance * free_nats(to_prior, nats) + (1 - balance) * free_nats(to_post, nats)
+
+
+def overshooting_kl(params, config, post, prior, prev_actions, overshoot_eps, img_step):
+    """Latent overshooting (PlaNet, section 4): train the prior to dream d steps, not only one.
+
+        KL_d = mean_{b,t} KL(sg(q(z_t | h_t, x_t)) || p_d(z_t | z_{t-d})),   d = 2 .. D
+        term = mean_{d=2..D} max(KL_d, free nats)
+
+    p_d is the prior reached by dreaming d steps (img_step) from the posterior state at t - d,
+    with no image in between; the posterior is the target (its gradient is stopped), so only the
+    dream is pulled toward what the images said. The one-step prior p_1 is the bound's own KL;
+    from it, one more img_step per distance: the state after d - 1 steps (h_t, z_t ~ p_{d-1}) is
+    dreamed on with a_t into p_d at t + 1. Rows are the B x (T - d + 1) start times, all at once.
+    post, prior: observe()'s states; prev_actions (B, T, A); overshoot_eps (D - 1, B, T, Z).
+    Returns a scalar.
+    """
+    batch, steps = prev_actions.shape[:2]
+    deter, mean, std = post["deter"], prior["mean"], prior["std"]               # p_1 at every t (h_t shared), (B, T, .)
+    terms = []
+    for d in range(2, config.overshooting + 1):
+        rows = batch * (steps - d + 1)
+        # p_{d-1} is known at frames d-2 .. T-1; dreaming on from frames d-2 .. T-2 gives p_d at d-1 .. T-1.
+        state = {"deter": deter[:, :-1].reshape(rows, -1),                       # h_t of p_{d-1}, (rows, H)
+                 "stoch": variants.sample(config, mean[:, :-1], std[:, :-1],
+                                          overshoot_eps[d - 2][:, d - 2:-1]).reshape(rows, -1)}  # z_t ~ p_{d-1}
+        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
+        deter, mean, std = (dream[key].reshape(batch, steps - d + 1, -1) for key in ("deter", "mean", "std"))
+        target_mean = stop_gradient(post["mean"][:, d - 1:])                       # (B, T - d + 1, Z)
+        target_std = stop_gradient(post["std"][:, d - 1:])
+        terms.append(free_nats(kl_gaussian(target_mean, target_std, mean, std), config.free_nats))
+    return sum(terms) / len(terms)
