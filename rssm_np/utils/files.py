@@ -206,3 +206,11 @@ def replace_atomically(path, write_path):
             os.remove(temporary)
         raise
     return path
+
+
+def machine_memory():
+    """Bytes of physical memory, or None where the OS does not say (config.check_fits_memory)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
