@@ -23,7 +23,7 @@ Shapes (the glossary is in model.py): B sequences, T time steps, S pixels a side
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 DOT_SIGMA = 1.5        # blob std in pixels: big enough that a centroid is sub-pixel accurate
-PIXEL_FLOOR = 1e-12    # dot intensities below this are 0: invisible, and 20x faster to compute with (render)
+PIXEL_FLOOR = 1e-12    # dot intensities below this are 0: invisible, and no float32 subnormals (render)
 MAX_SPEED = 2.0        # px/frame; the initial speed is drawn up to this
 ACTION_GAIN = 0.5      # px/frame of velocity change per unit action
 OCCLUDER_SIDE = (4, 12)      # rectangle side in px, inclusive range
@@ -94,7 +94,7 @@ def render(positions, size):
     # The Gaussian's tail is cut at PIXEL_FLOOR (about 11 px from the dot). Left in, values down
     # to 1e-45 include float32 subnormals (below 1.2e-38), and so do the gradients they make
     # ((sigmoid(l) - x) / (B T)); every matrix product that reads one, the encoder's first layer
-    # and the decoder's last one, forward and backward, runs about 20x slower on them.
+    # and the decoder's last one, forward and backward, takes OpenBLAS's slow path on them.
     return np.where(image < PIXEL_FLOOR, np.float32(0.0), image)
 
 

@@ -1,10 +1,10 @@
 """Why both paths: train the RNN, the SSM and the RSSM on two worlds, same budget, and compare.
 
-    python -m rssm_np.lab.compare --out runs/compare            # 3 models x 2 worlds, about 15 minutes
+    python -m rssm_np.lab.compare --out runs/compare            # 3 models x 2 worlds (the ETA line says how long)
     python -m rssm_np.lab.compare --steps 300 --out runs/quick  # a quick look
 
 Worlds: "bounce" (deterministic walls: a memory is all a model needs) and "random" (each wall hit
-redraws the velocity: the future forks exactly there). Models (model.py): "rnn" deterministic
+redraws the velocity: the future forks exactly there). Models (variants.py): "rnn" deterministic
 only, "ssm" stochastic only, "rssm" both. Same encoder, decoder, sizes, data, steps and seed.
 Writes OUT/<world>/<model>/model.npz, OUT/compare.json, OUT/compare.md and three figures.
 Rerunning the same command reuses the models already trained (same config, same steps) and

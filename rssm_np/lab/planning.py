@@ -2,7 +2,7 @@
 
 At every real step t the planner does three things:
 
-    belief   h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}),  z_t = mean q(z_t | h_t, x_t)    observe() one frame
+    belief   h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}),  z_t = mean q(z_t | h_t, x_t)    obs_step() on one frame
     search   a_{t:t+K-1} = argmin_a  sum_{k=1..K} c(h_{t+k}, z_{t+k})                CEM in imagine()
     act      execute a_t only, see x_{t+1}, and search again                         (MPC)
 
@@ -13,22 +13,20 @@ The cost of an imagined state is the distance of the dot, read from the *imagine
 to the goal g:   c(h, z) = || readout(h, z) - g ||.   Nothing in the search sees the true state or
 the real physics; the world is touched only by executing a_t. The read-out is chosen by `readout`:
 
-    "centroid"  p = centroid(sigmoid(decode(h, z))): the intensity-weighted mean pixel of the
-                imagined frame (the default). Needs no data: the decoder already knows where it
-                draws the dot. It costs a decoder pass (3.8x the multiply-adds of an imagined
-                step) on every candidate's every step.
+    "centroid"  p = centroid(mean_frame(h, z)): the intensity-weighted mean pixel of the
+                imagined frame (the default; evaluate.dot_position). Needs no data: the decoder
+                already knows where it draws the dot. It costs a decoder pass (about 3.8x the
+                multiply-adds of an imagined step at the default sizes) on every candidate's
+                every step.
     "linear"    p = [h, z, 1] W, W fitted by least squares once, when the planner is built, on
                 states the model filtered and imagined on training-like sequences of the world
                 (as PlaNet fits its reward head on the rewards in its data). Two small products.
 
-Measured on the default demo's model (64 episodes, the default search): the centroid reads the
-dot 0.21 px from the truth on filtered states, the linear read-out 1.61 px (position is not
-linear in [h, z]); planning with them succeeds in 100% and 88% of the episodes, ending 0.22 and
-1.16 px from the goal, at 19.8 and 7.8 ms per planned step. The README's planning section has the
-table and how the search settings were chosen.
+`python -m rssm_np.lab.plan MODEL --readout linear` compares the two; docs/planning.md has the
+measured table and how the search settings were chosen.
 
-The planner talks to the model through encode, observe, imagine and decode only, so every model
-with that interface plans unchanged. CemPhysics is the same search with world.step_state in place
+The planner talks to the model through encode, obs_step, imagine and mean_frame only, and holds
+its belief as the model's state dict, so every model with that interface plans unchanged. CemPhysics is the same search with world.step_state in place
 of imagine(): the ceiling a perfect model would reach.
 Shapes: B episodes, N candidates, K horizon, A action, H deter, Z stoch, S image side, D = S*S.
 """
@@ -45,7 +43,7 @@ from ..world import actions_into_frames, make_dataset, render, step_state
 
 READOUT_SEED = 20_261_200        # the sequences the linear read-out is fitted on (never evaluated on)
 READOUTS = ("linear", "centroid")
-# The CEM settings, chosen by measurement (see the README's planning section).
+# The CEM settings, chosen by measurement (docs/planning.md).
 SEARCH = {"horizon": 4, "candidates": 40, "iterations": 3, "top_k": 5}
 
 

@@ -54,9 +54,9 @@ def keep_freed_memory():
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
 
     A train step allocates and frees dozens of arrays of a few MB. By default glibc hands each
-    one back to the kernel, and the next allocation page-faults fresh zeroed pages in: measured
-    here, 200k page faults in 40 steps and ~15% of the step time. Keeping the memory cuts that to
-    30k. Only this process's allocator is affected; elsewhere than Linux/glibc it does nothing.
+    one back to the kernel, and the next allocation page-faults fresh zeroed pages in, a visible
+    share of the step time (count them: `perf stat -e page-faults python -m rssm_np.lab.bench`).
+    Only this process's allocator is affected; elsewhere than Linux/glibc it does nothing.
     """
     if not sys.platform.startswith("linux"):
         return False
