@@ -11,10 +11,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
+from autograd.builtins import DictBox  # params under autograd's trace
 
 from . import variants
 from .utils import files, validate
-from .utils.trees import tree_leaves
+from .utils.trees import tree_items, tree_leaves
 from .world import PUSH_PROB
 
 # The demo's recipe, on top of Config's defaults (with lr_decay_steps = the planned steps):
@@ -146,6 +147,31 @@ def param_shapes(config):
                       "b": (c.hidden_size,), "out": mlp_shapes([c.hidden_size, head])[0]},
         "decoder": mlp_shapes([variants.feature_size(c), c.hidden_size, c.hidden_size, pixels]),
     }
+
+
+def check_params(params, config):
+    """params must be the nested dict init_params(config) builds: every array there, each of the
+    shape param_shapes(config) gives (a model made for another Config fails here, naming the array)."""
+    if not validate.is_config(config):
+        raise TypeError(f"config must be a rssm_np.Config, got {type(config).__name__}")
+    if not isinstance(params, (dict, DictBox)):
+        raise TypeError(f"params must be the dict from init_params(config), got {type(params).__name__}")
+    missing = [key for key in param_shapes(config) if key not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected the dict from init_params(config) "
+                         f"for model {config.model!r}")
+    for name, shape in tree_items(param_shapes(config)):
+        path = "params" + "".join(f"[{int(k)}]" if k.isdigit() else f"[{k!r}]" for k in name.split("/"))
+        try:
+            value = params
+            for key in name.split("/"):
+                value = value[int(key)] if key.isdigit() else value[key]
+            got = tuple(value.shape)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ValueError(f"{path} is missing; expected the dict from init_params(config)") from None
+        if got != tuple(shape):
+            raise ValueError(f"{path} has shape {got}, but the config builds {tuple(shape)}: "
+                             f"these params were made for a different Config")
 
 
 SIZE_FIELDS = ("image_size", "action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",

@@ -52,6 +52,7 @@ import autograd.numpy as np          # traced NumPy: only in observe(), the wrap
 import numpy as onp                  # plain NumPy: autograd never sees inside the primitive
 from autograd.extend import defvjp_argnums, primitive
 
+from . import variants
 from .layers import LAYER_NORM_EPS, sigmoid, softplus
 
 
@@ -293,7 +294,7 @@ def observe(params, config, state, prev_actions, embed, eps=None):
         eps = onp.zeros((batch, steps, config.stoch_size), dtype=config.dtype)       # z = mean + std * 0
     out = filter_sequence(state["deter"], state["stoch"], action_terms, embed_terms, gru["w"][:-action_size],
                           gru["ln_scale"], gru["ln_bias"], post["w_deter"], post["out"]["w"], post["out"]["b"],
-                          eps, config.min_std, tape=Tape(), point=config.model == "rnn")
+                          eps, config.min_std, tape=Tape(), point=variants.is_point(config))
     deter_size, size = config.deter_size, config.stoch_size
     deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
     return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (B, T, .)

@@ -32,7 +32,8 @@ from . import fused, levers, variants
 from .distributions import bernoulli_nll, free_nats, kl_gaussian
 from .layers import dense, elu, gru_gates, init_dense, init_mlp, mean_of, mlp, sigmoid
 from .utils.speed import stack_time, unstack_time
-from .utils.validate import check_params, check_predict_args, check_seed
+from .config import check_params
+from .utils.validate import check_predict_args, check_seed
 from .world import actions_into_frames
 
 # A dot of std 1.5 px holds 2 pi 1.5^2 of pixel mass; the decoder's output bias starts at the

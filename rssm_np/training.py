@@ -12,11 +12,11 @@ from autograd import value_and_grad
 from autograd.tracer import getval
 
 from .adam import adam_step, clip_by_global_norm, init_adam
-from .config import check_fits_memory
+from .config import check_fits_memory, check_params
 from .model import init_params, negative_elbo
 from .utils.speed import keep_freed_memory, unpack
 from .utils.trees import tree_leaves, tree_rebuild
-from .utils.validate import check_batch, check_int, check_number, check_params, check_seed, is_config
+from .utils.validate import check_batch, check_int, check_number, check_seed, is_config
 from .world import actions_into_frames, make_dataset
 
 

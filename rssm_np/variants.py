@@ -1,7 +1,7 @@
 """The two ablations of the RSSM, each the same model with one piece swapped (Config.model).
 
     "rssm"  h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1});  z_t ~ N(mean_t, std_t);  x_t decoded from [h_t, z_t]
-    "rnn"   deterministic only: z_t = mean_t, a point with no noise anywhere           point_head, sample
+    "rnn"   deterministic only: z_t = mean_t, a point with no noise anywhere           state_head, sample
     "ssm"   stochastic only: h_t = elu([z_{t-1}, a_{t-1}] W + b) sees nothing older,
             and x_t is decoded from z_t alone                                           ssm_transition, features
 
@@ -22,7 +22,7 @@ MODELS = ("rssm", "rnn", "ssm")
 
 def head_size(config):
     """Outputs of the prior's and posterior's last layer: [mean, std] (2Z), or the rnn's mean (Z)."""
-    return config.stoch_size if config.model == "rnn" else 2 * config.stoch_size
+    return config.stoch_size if is_point(config) else 2 * config.stoch_size
 
 
 def feature_size(config):
@@ -57,15 +57,20 @@ def state_head(config, out):
                the prior's mean regressed onto the posterior's.
     out (..., 2Z), or (..., Z) for rnn -> mean, std (..., Z).
     """
-    if config.model == "rnn":
+    if is_point(config):
         return out, np.ones(out.shape, dtype=config.dtype)
     return gaussian_head(out, config.min_std)
+
+
+def is_point(config):
+    """Whether z_t is a point (the "rnn"), not a Gaussian: the fused filter (fused.py) asks too."""
+    return config.model == "rnn"
 
 
 def sample(config, mean, std, eps):
     """z_t = mean + std * eps (distributions.sample_gaussian), or z_t = mean when eps is None or the
     model is "rnn", which has no random variable: given eps, it still returns its one future."""
-    if eps is None or config.model == "rnn":
+    if eps is None or is_point(config):
         return mean
     return sample_gaussian(mean, std, eps)
 

@@ -7,7 +7,7 @@ import pytest
 from rssm_np import Config, init_params, make_dataset, predict
 from rssm_np.lab.beliefs import coverage, last_seen_baseline, linear_probe_r2
 from rssm_np.distributions import bernoulli_nll
-from rssm_np.model import likelihood_weight
+from rssm_np.training import likelihood_weight
 
 SMALL = dict(image_size=16, deter_size=12, stoch_size=4, hidden_size=16, embed_size=8)
 

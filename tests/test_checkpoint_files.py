@@ -13,7 +13,7 @@ import pytest
 from rssm_np import Config, init_params, load, predict, save, train
 from rssm_np.checkpoint import load_train_state
 from rssm_np.utils.files import write_atomically
-from rssm_np.model import param_shapes
+from rssm_np.config import param_shapes
 from rssm_np.training import init_train_state, training_batch
 from rssm_np.utils.trees import tree_items
 from rssm_np.world import make_dataset

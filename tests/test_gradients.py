@@ -81,9 +81,11 @@ def test_gru_step(seed):
     gru["ln_bias"] = 0.3 * rng.standard_normal(12)
     tree = {"gru": gru, "h": rng.standard_normal((5, 4)), "z": rng.standard_normal((5, 3)),
             "a": rng.standard_normal((5, 2))}
+    config = Config(deter_size=4, stoch_size=3, dtype="float64")                # the "rssm": a GRU
 
     def step(p):
-        return weighted_sum(model.transition({"gru": p["gru"]}, p["h"], p["z"], p["a"]), seed)
+        state = {"deter": p["h"], "stoch": p["z"]}
+        return weighted_sum(model.transition({"gru": p["gru"]}, config, state, p["a"]), seed)
 
     check_tree(step, tree, seed)
 
@@ -264,7 +266,7 @@ def test_full_loss_of_each_variant(model, seed):
 def test_rnn_kl_is_half_the_squared_distance_of_the_means():
     """With both stds fixed at 1, KL(q || p) = 0.5 ||mean_q - mean_p||^2: the regression of the prior."""
     from rssm_np.distributions import kl_gaussian
-    from rssm_np.model import state_head
+    from rssm_np.variants import state_head
     config = Config(**TINY, model="rnn")
     rng = onp.random.default_rng(0)
     (m_q, s_q), (m_p, s_p) = state_head(config, rng.standard_normal((5, 3))), state_head(config, rng.standard_normal((5, 3)))

@@ -13,9 +13,10 @@ import pytest
 from autograd import grad
 from autograd.misc import flatten
 
-from rssm_np import Config, init_params, loss, model
-from rssm_np.distributions import kl_gaussian
-from rssm_np.training import learning_rate_at, step_seconds
+from rssm_np import Config, init_params, levers, loss, model, training
+from rssm_np.distributions import bernoulli_nll, kl_gaussian
+from rssm_np.lab.bench import step_seconds
+from rssm_np.training import learning_rate_at
 from rssm_np.world import make_dataset
 
 EPS = 1e-6
@@ -47,15 +48,16 @@ def test_kl_balancing_moves_the_prior_by_a_and_the_posterior_by_one_minus_a(bala
     """d KL_bal / d prior = a d KL / d prior and d KL_bal / d posterior = (1 - a) d KL / d posterior,
     each against central differences of the plain KL; the value is the plain KL's."""
     mq, sq, mp, sp = gaussians(seed)
+    post, prior = {"mean": mq, "std": sq}, {"mean": mp, "std": sp}
     mean_kl = lambda *args: np.mean(kl_gaussian(*args))
     direction = onp.random.default_rng(seed + 10).standard_normal((2,) + mq.shape)
-    assert model.balanced_kl(mq, sq, mp, sp, balance, 0.0) == pytest.approx(mean_kl(mq, sq, mp, sp), rel=1e-14)
+    assert levers.balanced_kl(post, prior, balance, 0.0) == pytest.approx(mean_kl(mq, sq, mp, sp), rel=1e-14)
 
-    prior_grad = grad(lambda p: model.balanced_kl(mq, sq, p[0], p[1], balance, 0.0))(onp.stack([mp, sp]))
+    prior_grad = grad(lambda p: levers.balanced_kl(post, {"mean": p[0], "std": p[1]}, balance, 0.0))(onp.stack([mp, sp]))
     numeric = directional(lambda p: mean_kl(mq, sq, p[0], p[1]), onp.stack([mp, sp]), direction)
     assert_close(onp.sum(prior_grad * direction), balance * numeric, rtol=1e-7)
 
-    post_grad = grad(lambda q: model.balanced_kl(q[0], q[1], mp, sp, balance, 0.0))(onp.stack([mq, sq]))
+    post_grad = grad(lambda q: levers.balanced_kl({"mean": q[0], "std": q[1]}, prior, balance, 0.0))(onp.stack([mq, sq]))
     numeric = directional(lambda q: mean_kl(q[0], q[1], mp, sp), onp.stack([mq, sq]), direction)
     assert_close(onp.sum(post_grad * direction), (1 - balance) * numeric, rtol=1e-7)
 
@@ -63,14 +65,15 @@ def test_kl_balancing_moves_the_prior_by_a_and_the_posterior_by_one_minus_a(bala
 @pytest.mark.filterwarnings("ignore:Output seems independent of input")
 def test_kl_balancing_below_free_nats_costs_nothing():
     mq, sq, mp, sp = gaussians(2)
+    prior = {"mean": mp, "std": sp}
     free = 1e3
-    assert model.balanced_kl(mq, sq, mp, sp, 0.8, free) == free
-    assert onp.all(grad(lambda m: model.balanced_kl(m, sq, mp, sp, 0.8, free))(mq) == 0)
+    assert levers.balanced_kl({"mean": mq, "std": sq}, prior, 0.8, free) == free
+    assert onp.all(grad(lambda m: levers.balanced_kl({"mean": m, "std": sq}, prior, 0.8, free))(mq) == 0)
 
 
 def _loss_parts(params, batch, config, seed=0):
     """(loss, reconstruction, mean KL) of the checked inputs, as training computes them."""
-    return model.negative_elbo(params, config, *model.elbo_inputs(batch, config, seed))
+    return model.negative_elbo(params, config, *training.elbo_inputs(batch, config, seed))
 
 
 @pytest.mark.parametrize("fused_core", [True, False])
@@ -103,18 +106,24 @@ def test_kl_balancing_in_the_full_loss_against_finite_differences(fused_core, pa
 
 # --- latent overshooting --------------------------------------------------------------------
 
-def test_overshooting_of_distance_one_is_the_plain_elbo():
+def test_overshooting_of_distance_one_is_the_plain_elbo(monkeypatch):
+    """D = 1 with no balancing: the loss is the plain bound, and negative_elbo never calls the levers."""
     config = Config(**TINY, overshooting=1)
     batch = make_dataset(2, 5, size=8, seed=0, occlusion=True, control=True)
     params = init_params(config, seed=0)
-    inputs = model.elbo_inputs(batch, config, 0)
+    inputs = training.elbo_inputs(batch, config, 0)
     assert inputs[-1] is None
     embed = model.encode(params, inputs[0])
-    seen = model.observe(params, config, embed, inputs[1], inputs[2])
-    plain = model.bernoulli_nll(model.decode(params, seen["deter"], seen["stoch"]), inputs[0], inputs[3]).mean() \
-        + onp.mean(kl_gaussian(seen["post_mean"], seen["post_std"], seen["prior_mean"], seen["prior_std"]))
+    post, prior = model.observe(params, config, embed, inputs[1], inputs[2])
+    plain = bernoulli_nll(model.decode(params, config, post), inputs[0], inputs[3]).mean() \
+        + onp.mean(kl_gaussian(post["mean"], post["std"], prior["mean"], prior["std"]))
+
+    def untouched(*args, **kwargs):
+        raise AssertionError("negative_elbo called a lever with both levers off")
+
+    for name in ("kl_term", "balanced_kl", "overshooting_kl"):
+        monkeypatch.setattr(levers, name, untouched)
     assert loss(params, batch, config) == pytest.approx(plain, rel=1e-13)
-    assert model.overshooting_kl(params, config, seen, inputs[1], None) == 0.0
 
 
 @pytest.mark.parametrize("model_name", ["rssm", "ssm"])
@@ -125,20 +134,21 @@ def test_overshooting_dreams_from_the_posterior_d_steps_back(model_name):
     config = Config(**{**TINY, "occlusion": False}, model=model_name, overshooting=2)
     batch = make_dataset(2, 5, size=8, seed=1, control=True)
     params = init_params(config, seed=1)
-    pixels, prev_actions, eps, weight, overshoot_eps = model.elbo_inputs(batch, config, 5)
-    seen = model.observe(params, config, model.encode(params, pixels), prev_actions, eps)
+    pixels, prev_actions, eps, weight, overshoot_eps = training.elbo_inputs(batch, config, 5)
+    post, prior = model.observe(params, config, model.encode(params, pixels), prev_actions, eps)
     kls = []
     for t in range(1, config.seq_len):
         if t == 1:
-            start = model.initial_state(config, 2, "float64")            # the state before frame 0
+            start = model.initial_state(config, 2)                        # the state before frame 0
         else:
-            start = {"deter": seen["deter"][:, t - 2], "stoch": seen["stoch"][:, t - 2]}
+            start = {"deter": post["deter"][:, t - 2], "stoch": post["stoch"][:, t - 2]}
         one = model.img_step(params, config, start, prev_actions[:, t - 1], overshoot_eps[0][:, t - 1])
-        onp.testing.assert_allclose(one["mean"], seen["prior_mean"][:, t - 1], rtol=1e-12)
+        onp.testing.assert_allclose(one["mean"], prior["mean"][:, t - 1], rtol=1e-12)
         two = model.img_step(params, config, one, prev_actions[:, t])
-        kls.append(kl_gaussian(seen["post_mean"][:, t], seen["post_std"][:, t], two["mean"], two["std"]))
+        kls.append(kl_gaussian(post["mean"][:, t], post["std"][:, t], two["mean"], two["std"]))
     expected = onp.mean(kls)
-    assert model.overshooting_kl(params, config, seen, prev_actions, overshoot_eps) == pytest.approx(expected, rel=1e-12)
+    term = levers.overshooting_kl(params, config, post, prior, prev_actions, overshoot_eps, model.img_step)
+    assert term == pytest.approx(expected, rel=1e-12)
 
 
 def test_overshooting_gradient_against_finite_differences_with_the_target_held():
@@ -148,16 +158,16 @@ def test_overshooting_gradient_against_finite_differences_with_the_target_held()
     config = Config(**TINY, overshooting=3)
     batch = make_dataset(2, 5, size=8, seed=2, occlusion=True, control=True)
     params = init_params(config, seed=2)
-    pixels, prev_actions, eps, _, overshoot_eps = model.elbo_inputs(batch, config, 2)
-    held = model.observe(params, config, model.encode(params, pixels), prev_actions, eps)
+    pixels, prev_actions, eps, _, overshoot_eps = training.elbo_inputs(batch, config, 2)
+    held, _ = model.observe(params, config, model.encode(params, pixels), prev_actions, eps)
     flat, unflatten = flatten(params)
 
     def term(vector, hold):
         p = unflatten(vector)
-        seen = dict(model.observe(p, config, model.encode(p, pixels), prev_actions, eps))
+        post, prior = model.observe(p, config, model.encode(p, pixels), prev_actions, eps)
         if hold:
-            seen["post_mean"], seen["post_std"] = held["post_mean"], held["post_std"]
-        return model.overshooting_kl(p, config, seen, prev_actions, overshoot_eps)
+            post = {**post, "mean": held["mean"], "std": held["std"]}
+        return levers.overshooting_kl(p, config, post, prior, prev_actions, overshoot_eps, model.img_step)
 
     direction = onp.random.default_rng(7).standard_normal(flat.shape)
     held_grad, traced_grad = grad(lambda v: term(v, True))(flat), grad(lambda v: term(v, False))(flat)

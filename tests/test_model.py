@@ -9,7 +9,9 @@ import pytest
 
 from rssm_np import Config, imagine, init_params, loss, make_dataset, observe, predict
 from rssm_np.checkpoint import load, save
-from rssm_np.model import actions_into_frames, encode, unpack
+from rssm_np.model import encode
+from rssm_np.utils.speed import unpack
+from rssm_np.world import actions_into_frames
 
 SMALL = dict(image_size=16, deter_size=12, stoch_size=4, hidden_size=16, embed_size=8, batch_size=3, seq_len=6)
 
@@ -45,11 +47,12 @@ def test_observe_and_imagine_shapes(small):
     params = unpack(params)
     embed = encode(params, batch["obs"].reshape(18, -1)).reshape(3, 6, -1)
     eps = np.random.default_rng(0).standard_normal((3, 6, 4)).astype(np.float32)
-    post = observe(params, config, embed, actions_into_frames(batch["actions"]), eps)
+    post, _ = observe(params, config, embed, actions_into_frames(batch["actions"]), eps)
     assert post["deter"].shape == (3, 6, 12) and post["stoch"].shape == (3, 6, 4)
-    assert np.all(post["post_std"] >= config.min_std)
-    dream = imagine(params, config, post["deter"][:, -1], post["stoch"][:, -1], np.zeros((3, 5, 2), np.float32))
-    assert dream["deter"].shape == (3, 5, 12) and dream["prior_mean"].shape == (3, 5, 4)
+    assert np.all(post["std"] >= config.min_std)
+    last = {key: post[key][:, -1] for key in post}                                 # (B, .)
+    dream = imagine(params, config, last, np.zeros((3, 5, 2), np.float32))
+    assert dream["deter"].shape == (3, 5, 12) and dream["mean"].shape == (3, 5, 4)
 
 
 def test_observe_continues_from_a_state(small):
@@ -59,10 +62,10 @@ def test_observe_continues_from_a_state(small):
     embed = encode(params, batch["obs"].reshape(18, -1)).reshape(3, 6, -1)
     prev_actions = actions_into_frames(batch["actions"])
     for fused_core in (True, False):
-        whole = observe(params, config, embed, prev_actions, fused_core=fused_core)
-        first = observe(params, config, embed[:, :3], prev_actions[:, :3], fused_core=fused_core)
-        state = (first["deter"][:, -1], first["stoch"][:, -1])
-        rest = observe(params, config, embed[:, 3:], prev_actions[:, 3:], state=state, fused_core=fused_core)
+        whole, _ = observe(params, config, embed, prev_actions, fused_core=fused_core)
+        first, _ = observe(params, config, embed[:, :3], prev_actions[:, :3], fused_core=fused_core)
+        state = {key: first[key][:, -1] for key in first}                          # the state reached, (B, .)
+        rest, _ = observe(params, config, embed[:, 3:], prev_actions[:, 3:], state=state, fused_core=fused_core)
         np.testing.assert_allclose(rest["deter"], whole["deter"][:, 3:], rtol=1e-5, atol=1e-6)
 
 
@@ -123,7 +126,51 @@ def test_obs_step_is_the_prior_step_then_the_posterior(model):
         np.testing.assert_array_equal(prior[key], dream[key])
     np.testing.assert_array_equal(post["deter"], prior["deter"])
     assert not np.allclose(post["mean"], prior["mean"])
-    assert initial_state(config, 3, "float32")["deter"].shape == (3, 12)
+    empty = initial_state(config, 3)
+    assert empty["deter"].shape == (3, 12) and empty["deter"].dtype == np.float32     # config.dtype
+
+
+@pytest.mark.parametrize("model, fused_core", [("rssm", True), ("rssm", False), ("rnn", True), ("ssm", False)])
+def test_observe_and_imagine_return_the_state_the_steps_return(model, fused_core):
+    """One state type: observe's post and prior and imagine's dream have exactly the four keys of
+    obs_step's and img_step's states, and their first step is those steps' own state."""
+    from rssm_np.model import img_step, initial_state, obs_step
+    config = Config(**SMALL, model=model, control=True)
+    params = init_params(config, seed=2)
+    batch = make_dataset(3, 6, size=16, seed=2, control=True)
+    embed = encode(params, batch["obs"].reshape(18, -1)).reshape(3, 6, -1)                 # (B, T, E)
+    prev_actions = actions_into_frames(batch["actions"])
+    empty = initial_state(config, 3)
+    post, prior = observe(params, config, embed, prev_actions, fused_core=fused_core)
+    dream = imagine(params, config, empty, prev_actions)
+    step_post, step_prior = obs_step(params, config, empty, prev_actions[:, 0], embed[:, 0])
+    step_dream = img_step(params, config, empty, prev_actions[:, 0])
+    keys = {"deter", "stoch", "mean", "std"}
+    assert set(step_post) == set(step_prior) == set(step_dream) == keys
+    assert set(post) == set(prior) == set(dream) == keys
+    for key in keys:
+        np.testing.assert_allclose(post[key][:, 0], step_post[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(prior[key][:, 0], step_prior[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(dream[key][:, 0], step_dream[key])
+
+
+def test_only_variants_names_the_models_in_the_core_code():
+    """model.py, training.py and levers.py ask variants.py what a model does and never test a model
+    name themselves: no string constant "rnn" or "ssm" in their code (docstrings and comments may
+    name them; a docstring is never exactly one of those words). variants.py, where the names
+    belong, shows the search finds them."""
+    import ast
+    import pathlib
+    import rssm_np
+
+    def model_names(name):
+        tree = ast.parse((pathlib.Path(rssm_np.__file__).parent / name).read_text())
+        return [(name, node.lineno, node.value) for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and node.value in ("rnn", "ssm")]
+
+    for name in ("model.py", "training.py", "levers.py"):
+        assert model_names(name) == []
+    assert {value for _, _, value in model_names("variants.py")} == {"rnn", "ssm"}
 
 
 def test_rnn_samples_are_one_future():
@@ -153,7 +200,8 @@ def test_ssm_has_no_deterministic_state():
         np.testing.assert_array_equal(obs_step(params, config, a, action, embed, eps)[0][key],
                                       obs_step(params, config, b, action, embed, eps)[0][key])
     from rssm_np.model import decode
-    np.testing.assert_array_equal(decode(params, np.zeros((3, 12)), stoch), decode(params, np.ones((3, 12)), stoch))
+    np.testing.assert_array_equal(decode(params, config, {"deter": np.zeros((3, 12)), "stoch": stoch}),
+                                  decode(params, config, {"deter": np.ones((3, 12)), "stoch": stoch}))
 
 
 @pytest.mark.parametrize("model", ["rnn", "ssm"])

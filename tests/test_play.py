@@ -71,15 +71,15 @@ def test_occluder_hides_the_dot_from_the_model_not_from_the_world(untrained):
 
 def test_step_is_pure_and_repeatable(untrained):
     game = rules.new_game(untrained, seed=4)
-    world, deter = game.world.copy(), game.deter.copy()
+    world, deter = game.world.copy(), game.state["deter"].copy()
     keys = rules.parse_keys("right*2 k o space wait*2")
     first, second = game, game
     for key in keys:
         first, second = rules.step(first, key), rules.step(second, key)
     np.testing.assert_array_equal(game.world, world)
-    np.testing.assert_array_equal(game.deter, deter)
+    np.testing.assert_array_equal(game.state["deter"], deter)
     np.testing.assert_array_equal(first.world, second.world)
-    np.testing.assert_array_equal(first.stoch, second.stoch)
+    np.testing.assert_array_equal(first.state["stoch"], second.state["stoch"])
 
 
 def test_closed_eyes_let_no_frame_reach_the_posterior(untrained):
@@ -89,12 +89,12 @@ def test_closed_eyes_let_no_frame_reach_the_posterior(untrained):
     for key in rules.parse_keys("wait*3 right k wait*2"):
         closed, elsewhere = rules.step(closed, key), rules.step(elsewhere, key)
         assert not closed.eyes_open and closed.seen.max() == 0.0
-        np.testing.assert_array_equal(closed.deter, elsewhere.deter)
-        np.testing.assert_array_equal(closed.stoch, elsewhere.stoch)
+        np.testing.assert_array_equal(closed.state["deter"], elsewhere.state["deter"])
+        np.testing.assert_array_equal(closed.state["stoch"], elsewhere.state["stoch"])
         np.testing.assert_array_equal(closed.belief, elsewhere.belief)
     assert not np.allclose(closed.world, elsewhere.world)
     opened, opened_elsewhere = rules.step(closed, "space"), rules.step(elsewhere, "space")
-    assert not np.allclose(opened.stoch, opened_elsewhere.stoch)      # the posterior reads the frame
+    assert not np.allclose(opened.state["stoch"], opened_elsewhere.state["stoch"])      # the posterior reads the frame
 
 
 def test_reopened_eyes_bring_the_belief_back(trained):

@@ -8,7 +8,6 @@ import dataclasses
 import numbers
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
-from autograd.builtins import DictBox
 
 
 def _describe(value):
@@ -142,37 +141,3 @@ def check_predict_args(config, obs, actions, horizon, samples):
 def is_config(config):
     """True for a rssm_np.Config (known by its fields: this module sits below config.py)."""
     return dataclasses.is_dataclass(config) and not isinstance(config, type) and type(config).__name__ == "Config"
-
-
-def check_params(params, config):
-    """params must be the nested dict init_params(config) builds (checked on the arrays that fix
-    every size: the encoder's input, the GRU, the posterior and the decoder's output)."""
-    if not is_config(config):
-        raise TypeError(f"config must be a rssm_np.Config, got {_describe(config)}")
-    if not isinstance(params, (dict, DictBox)):
-        raise TypeError(f"params must be the dict from init_params(config), got {_describe(params)}")
-    recurrence = "ssm" if config.model == "ssm" else "gru"
-    missing = [key for key in ("encoder", recurrence, "prior", "posterior", "decoder") if key not in params]
-    if missing:
-        raise ValueError(f"params is missing {missing}; expected the dict from init_params(config) "
-                         f"for model {config.model!r}")
-    c = config
-    pixels, hidden = c.image_size ** 2, c.hidden_size
-    head = c.stoch_size if c.model == "rnn" else 2 * c.stoch_size
-    inputs = c.stoch_size + c.action_size
-    expected = [
-        ("params['encoder'][0]['w']", lambda p: p["encoder"][0]["w"], (pixels, hidden)),
-        (f"params['{recurrence}']['w']", lambda p: p[recurrence]["w"],
-         (inputs, c.deter_size) if c.model == "ssm" else (c.deter_size + inputs, 3 * c.deter_size)),
-        ("params['posterior']['w_embed']", lambda p: p["posterior"]["w_embed"], (c.embed_size, hidden)),
-        ("params['prior'][-1]['w']", lambda p: p["prior"][-1]["w"], (hidden, head)),
-        ("params['decoder'][-1]['w']", lambda p: p["decoder"][-1]["w"], (hidden, pixels)),
-    ]
-    for name, get, shape in expected:
-        try:
-            got = tuple(get(params).shape)
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise ValueError(f"{name} is missing; expected the dict from init_params(config)") from None
-        if got != shape:
-            raise ValueError(f"{name} has shape {got}, but the config builds {shape}: "
-                             f"these params were made for a different Config")
