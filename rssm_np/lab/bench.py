@@ -18,6 +18,8 @@ import time
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
+from .results import provenance
+
 from ..training import init_train_state, make_train_step
 from ..utils.validate import check_int
 
@@ -108,8 +110,9 @@ def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers
     return result
 
 
-def scaling(args):
-    """ms/step and peak memory for T in {16, 32, 64} x B in {8, 16, 32, 64}, each in a fresh process."""
+def scaling(args, measured):
+    """ms/step and peak memory for T in {16, 32, 64} x B in {8, 16, 32, 64}, each in a fresh process;
+    measured: where (results.provenance), printed once with the rows."""
     rows = []
     for seq_len in (16, 32, 64):
         for batch in (8, 16, 32, 64):
@@ -117,6 +120,7 @@ def scaling(args):
                        "--steps", str(args.steps), "--dtype", args.dtype]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             result = json.loads(output.strip().splitlines()[-1])
+            result.pop("provenance", None)            # said once, for the whole table
             rows.append(result)
             print(f"T={seq_len:3d} B={batch:3d} | {result['ms_per_step']:8.1f} ms/step | "
                   f"{result['peak_rss_mb']:7.0f} MB peak | {result['achieved_gflops']:6.1f} GFLOP/s", flush=True)
@@ -136,7 +140,7 @@ def scaling(args):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
     fig.savefig(args.plot, dpi=90)
-    print(json.dumps({"scaling": rows, "plot": args.plot}))
+    print(json.dumps({"scaling": rows, "plot": args.plot, "provenance": measured}))
 
 
 def main(argv=None):
@@ -155,15 +159,16 @@ def main(argv=None):
     for name in ("batch", "seq_len", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    measured = provenance(argv, program="python -m rssm_np.lab.bench")
     if args.scaling:
-        scaling(args)
+        scaling(args, measured)
         return
     try:
         result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain,
                                  kl_balance=args.kl_balance, overshooting=args.overshooting)
     except ValueError as error:
         parser.error(str(error))
-    print(json.dumps(result))
+    print(json.dumps(dict(result, provenance=measured)))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from ..checkpoint import load_train_state, save
 from ..config import Config
 from .evaluate import CONTEXT
 from .futures import SAMPLES, futures_dataset, future_metrics, one_step_spread
+from .results import provenance
 from ..model import predict
 from ..utils.files import FolderError, claim_folder, stop_signals, write_text
 from ..training import init_train_state, train
@@ -209,6 +210,7 @@ def write_figures(out, models, results, seed):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.provenance = provenance(argv, program="python -m rssm_np.lab.compare")
     try:
         with stop_signals():
             return run(args)
@@ -243,7 +245,7 @@ def run(args):
     wall = time.perf_counter() - start
     summary = {"steps": args.steps, "seed": args.seed, "free_nats": args.free_nats, "samples": SAMPLES, "context": CONTEXT,
                "sequences": args.sequences,
-               "wall_seconds": round(wall, 1), "timing": timing, "results": results}
+               "wall_seconds": round(wall, 1), "timing": timing, "results": results, "provenance": args.provenance}
     json_path = write_text(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
     markdown = table(results)
     md_path = write_text(os.path.join(args.out, "compare.md"), markdown)

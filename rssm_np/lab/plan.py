@@ -17,6 +17,7 @@ import numpy as np
 
 from ..checkpoint import load
 from .planning import EPISODE_STEPS, SEARCH, SUCCESS_PX, Planner, evaluate_planners
+from .results import provenance
 from ..utils.validate import check_int
 
 FIGURE_EPISODES = 6
@@ -171,6 +172,7 @@ def episode_gif(path, positions, goal, dream_frames, size, scale=6, fps=5):
 
 def main(argv=None):
     args = parse_args(argv)
+    measured = provenance(argv, program="python -m rssm_np.lab.plan")
     os.makedirs(args.out, exist_ok=True)
     settings = {"horizon": args.horizon, "candidates": args.candidates, "iterations": args.iterations,
                 "top_k": args.top_k}
@@ -181,7 +183,8 @@ def main(argv=None):
     goals, results = evaluate_planners(planner, episodes=args.episodes, seed=args.seed, on_step=recorder)
     record = {"model": args.model, "episodes": args.episodes, "seed": args.seed, "readout": args.readout,
               "settings": settings, "steps": EPISODE_STEPS, "success_px": SUCCESS_PX,
-              "results": {name: {k: v for k, v in r.items() if k != "positions"} for name, r in results.items()}}
+              "results": {name: {k: v for k, v in r.items() if k != "positions"} for name, r in results.items()},
+              "provenance": measured}
     paths = [write_json(os.path.join(args.out, "plan.json"), record)]
     size = args.config.image_size
     shown = min(FIGURE_EPISODES, args.episodes)
