@@ -50,8 +50,12 @@ def bench_line(**overrides):
 
 
 def future(h10, over, ratio):
+    average = {"lags": [-1, 0, 1], "mean": [1.0, 3.0, 2.0], "std": [0.5, 1.0, 0.5], "events": 40,
+               "free_flight": 1.0, "ratio_at_0": 3.0}
     return {"mean_h10": h10, over: 2 * h10, "best_of_32_h11_20": h10 / 2, "coverage90": 0.85,
-            "sharpness_h20_mean_path": 0.8, "sharpness_h20_samples": 0.7, "event_spread_ratio": ratio}
+            "sharpness_h20_mean_path": 0.8, "sharpness_h20_samples": 0.7, "event_spread_ratio": ratio,
+            "free_error": h10, "fork_error": 2 * h10, "free_sharpness": 0.8, "fork_sharpness": 0.5,
+            "surprise_at_events": average, "spread_at_events": average}
 
 
 # One made-up results file for every name a table reads: the JSON each command writes.

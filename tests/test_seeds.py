@@ -51,7 +51,7 @@ def test_each_seed_runs_the_same_demo_with_its_own_seed_and_folder(tmp_path):
     args = demo.parse_args(["--seeds", "3", "--seed", "4", "--steps", "700", "--kl-balance", "0.8", "--no-control", "--seq-len", "64", "--push-share", "0.2",
                             "--out", str(tmp_path)])
     args.lock.close()
-    words = demo.seed_command(args, 5)
+    words = seeds.seed_command(demo.__file__, args, 5, [flag for flag, *_ in demo.CONFIG_FLAGS])
     assert words[:2] == [sys.executable, os.path.join(ROOT, "demo.py")]
     child = demo.parse_args(words[2:])
     child.lock.close()
@@ -63,14 +63,14 @@ def test_each_seed_runs_the_same_demo_with_its_own_seed_and_folder(tmp_path):
 
 def test_seeds_run_j_at_a_time_and_write_the_table(tmp_path, monkeypatch, capsys):
     """The orchestration, with each seed's demo replaced by a stand-in that writes its metrics."""
-    def stand_in(args, seed):
+    def stand_in(script, args, seed, config_flags):
         folder = os.path.join(args.out, f"seed{seed}")
         code = (f"import json, os, sys; sys.path.insert(0, {ROOT!r}); from tests.test_seeds import write_metrics; "
                 f"write_metrics({folder!r}, {float(seed)}, 0.9, {{'threads': os.environ.get('OPENBLAS_NUM_THREADS')}});"
                 f"sys.exit({1 if seed == 2 else 0})")
         return [sys.executable, "-c", code]
 
-    monkeypatch.setattr(demo, "seed_command", stand_in)
+    monkeypatch.setattr(seeds, "seed_command", stand_in)
     out = str(tmp_path / "many")
     assert demo.main(["--seeds", "3", "--jobs", "2", "--out", out]) == 1          # seed 2 failed: exit 1
     printed = capsys.readouterr().out

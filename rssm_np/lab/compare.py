@@ -24,7 +24,7 @@ from . import plots
 from ..checkpoint import load_train_state, save
 from ..config import Config
 from .evaluate import CONTEXT
-from .futures import SAMPLES, futures_dataset, future_metrics, one_step_spread
+from .futures import SAMPLES, event_metrics, events_dataset, futures_dataset, future_metrics
 from .results import provenance
 from ..model import predict
 from ..utils.files import FolderError, claim_folder, stop_signals, write_text
@@ -152,25 +152,40 @@ def run_one(args, world, model, progress):
 
 
 def table(results):
-    """compare.md: one row per world and model."""
+    """compare.md: one row per world and model for the dreams (stable rollouts?), then one per model
+    on the random world for the forks (uncertainty when necessary?)."""
     lines = ["| world | model | mean path h=10 (px) | mean path, mean over K (px) | best of 32, h=11-20 (px) | "
-             "coverage90 | sharpness h=20 (mean path / samples) | event spread ratio |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "coverage90 | sharpness h=20 (mean path / samples) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for world, by_model in results.items():
         for model, m in by_model.items():
             over = next(key for key in m if key.startswith("mean_over_"))
-            ratio = m["event_spread_ratio"]
             lines.append(f"| {world} | {model} | {m['mean_h10']:.2f} | {m[over]:.2f} (K={over.split('_')[-1]}) | "
                          f"{m['best_of_32_h11_20']:.2f} | {m['coverage90']:.3f} | "
-                         f"{m['sharpness_h20_mean_path']:.2f} / {m['sharpness_h20_samples']:.2f} | "
-                         f"{ratio_text(ratio, world, model)} |")
+                         f"{m['sharpness_h20_mean_path']:.2f} / {m['sharpness_h20_samples']:.2f} |")
+    if "random" in results:
+        lines += ["", "| random walls: model | mean path error, free flight / after a fork (px) | "
+                      "sharpness, free flight / after a fork | surprise KL at the fork / free flight | "
+                      "one-step spread at the fork / free flight |",
+                  "| --- | --- | --- | --- | --- |"]
+        for model, m in results["random"].items():
+            surprise, spread = m.get("surprise_at_events"), m.get("spread_at_events")
+            lines.append(f"| {model} | {m['free_error']:.2f} / {m['fork_error']:.2f} | "
+                         f"{m['free_sharpness']:.2f} / {m['fork_sharpness']:.2f} | "
+                         f"{event_text(surprise, 'nats')} | {event_text(spread, 'px', model)} |")
     return "\n".join(lines) + "\n"
 
 
-def ratio_text(ratio, world, model):
-    if not math.isnan(ratio):
-        return f"{ratio:.2f}"
-    return "n/a (one future)" if model == "rnn" else "n/a (no random walls)" if world != "random" else "n/a"
+def event_text(average, unit, model=None):
+    """'2.27 / 0.76 nats (3.0x, 180 events)' from an event average, or why there is none."""
+    if average is None:
+        return "n/a"
+    if model == "rnn":
+        return "n/a (one future)"
+    at_0 = average["mean"][average["lags"].index(0)]
+    ratio = average["ratio_at_0"]
+    return (f"{at_0:.2f} / {average['free_flight']:.2f} {unit} "
+            f"({'n/a' if math.isnan(ratio) else f'{ratio:.1f}x'}, {average['events']} events)")
 
 
 def lesson_sequence(data):
@@ -199,11 +214,10 @@ def write_figures(out, models, results, seed):
         hits = np.flatnonzero(data["events"][b, CONTEXT:]) + 1
         paths.append(plots.futures_side_by_side(os.path.join(out, "lesson.png"), data["obs"][b, CONTEXT - 1],
                                                 rows, hits))
-        if "rssm" in models["random"]:
-            params, config = models["random"]["rssm"]
-            spread = one_step_spread(params, config, {k: v[b:b + 1] for k, v in data.items()}, SAMPLES, seed)[0]
-            paths.append(plots.spread_at_events(os.path.join(out, "when_necessary.png"), spread,
-                                                np.flatnonzero(data["events"][b])))
+        averages = {model: {key: results["random"][model][key] for key in ("surprise_at_events", "spread_at_events")}
+                    for model in models["random"] if "surprise_at_events" in results["random"][model]}
+        if averages:
+            paths.append(plots.event_averages(os.path.join(out, "when_necessary.png"), averages))
     paths.append(plots.futures_by_horizon(os.path.join(out, "error_by_horizon.png"), results))
     return paths
 
@@ -239,6 +253,9 @@ def run(args):
         data = futures_dataset(world, sequences=args.sequences)
         for model, (params, config) in by_model.items():
             results.setdefault(world, {})[model] = future_metrics(params, config, data, SAMPLES, args.seed)
+            if world == "random":
+                results[world][model].update(event_metrics(params, config, events_dataset(args.sequences),
+                                                           SAMPLES, args.seed))
             print(f"  {world}/{model}: mean path h=10 {results[world][model]['mean_h10']:.2f} px, "
                   f"best of 32 h=11-20 {results[world][model]['best_of_32_h11_20']:.2f} px", flush=True)
     figures = write_figures(args.out, trained, results, args.seed)

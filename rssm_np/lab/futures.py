@@ -12,7 +12,8 @@ Shapes (the glossary is in model.py): B sequences, T frames, K imagined steps, M
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from .beliefs import coverage
-from .evaluate import CONTEXT, EVAL_SEED, centroid, dot_position, pixel_error
+from .evaluate import CONTEXT, EVAL_SEED, centroid, dot_position, filtered_states, pixel_error
+from ..distributions import kl_gaussian
 from ..model import encode, img_step, observe, predict
 from ..utils.speed import unpack
 from ..world import actions_into_frames, make_dataset, render
@@ -20,6 +21,8 @@ from ..world import actions_into_frames, make_dataset, render
 HORIZON = {"bounce": 40, "random": 20, "clip": 40}   # imagined steps scored per world
 SAMPLES = 32
 FREE_FLIGHT_MARGIN = 4        # a frame is in free flight if no velocity was redrawn within 4 frames of it
+EVENT_LAGS = range(-3, 9)     # frames around a redraw that the event average shows (0: the first frame
+                              # that moves with the new velocity)
 CHUNK = 16                    # sequences per predict call: M samples of K frames are large
 
 
@@ -28,28 +31,31 @@ def futures_dataset(boundary, sequences=64, seed=EVAL_SEED, size=32):
     return make_dataset(sequences, CONTEXT + HORIZON[boundary], size=size, seed=seed, boundary=boundary)
 
 
-def imagined_futures(params, config, data, samples=SAMPLES, seed=0):
-    """The mean path and M sampled futures after CONTEXT frames: centroids and the frames at h=20.
+def events_dataset(sequences=64, length=60, size=32):
+    """Long held-out random-wall sequences (their own seed) for the event-triggered averages:
+    about one velocity redraw every dozen frames, so several per sequence."""
+    return make_dataset(sequences, length, size=size, seed=EVAL_SEED + 7, boundary="random")
 
-    Returns mean_xy (B, K, 2), sample_xy (B, M, K, 2), mean_frames_h20 (B, S, S),
-    sample_frames_h20 (B, M, S, S).
+
+def imagined_futures(params, config, data, samples=SAMPLES, seed=0):
+    """The mean path and M sampled futures after CONTEXT frames: centroids and frames.
+
+    Returns mean_frames (B, K, S, S), sample_xy (B, M, K, 2), sample_frames_h20 (B, M, S, S).
     """
     obs, actions = data["obs"], data["actions"]
     horizon = obs.shape[1] - CONTEXT
     at = min(20, horizon) - 1
-    mean_xy, sample_xy, mean_h20, sample_h20 = [], [], [], []
+    means, sample_xy, sample_h20 = [], [], []
     for start in range(0, len(obs), CHUNK):
         chunk = slice(start, start + CHUNK)
         context, future_actions = obs[chunk, :CONTEXT], actions[chunk, :-1]
         mean_frames = predict(params, config, context, future_actions, horizon=horizon)      # (b, K, S, S)
         sampled = predict(params, config, context, future_actions, horizon=horizon,
                           seed=(seed, start), samples=samples)                                # (b, M, K, S, S)
-        mean_xy.append(centroid(mean_frames))
+        means.append(mean_frames)
         sample_xy.append(centroid(sampled))
-        mean_h20.append(mean_frames[:, at])
         sample_h20.append(sampled[:, :, at])
-    return (np.concatenate(mean_xy), np.concatenate(sample_xy), np.concatenate(mean_h20),
-            np.concatenate(sample_h20))
+    return np.concatenate(means), np.concatenate(sample_xy), np.concatenate(sample_h20)
 
 
 def best_of(sample_xy, truth):
@@ -134,13 +140,14 @@ def future_metrics(params, config, data, samples=SAMPLES, seed=0):
     per-step curves (lists) for the figures."""
     truth = data["states"][:, CONTEXT:, :2].astype(np.float64)                               # (B, K, 2)
     size = data["obs"].shape[-1]
-    mean_xy, sample_xy, mean_h20, sample_h20 = imagined_futures(params, config, data, samples, seed)
-    mean_error = pixel_error(mean_xy, truth)                                                 # (B, K)
+    mean_frames, sample_xy, sample_h20 = imagined_futures(params, config, data, samples, seed)
+    mean_error = pixel_error(centroid(mean_frames), truth)                                   # (B, K)
     best_error = best_of(sample_xy, truth)                                                   # (B, K)
     horizon = truth.shape[1]
     at = min(20, horizon) - 1
     late = slice(10, 20)                                                                     # h = 11 .. 20
     spread = one_step_spread(params, config, data, samples, seed)
+    events = data["events"]
     return {
         "mean_h10": float(mean_error[:, 9].mean()),
         f"mean_over_{horizon}": float(mean_error.mean()),
@@ -148,9 +155,79 @@ def future_metrics(params, config, data, samples=SAMPLES, seed=0):
         "best_of_32_h10": float(best_error[:, 9].mean()),
         "best_of_32_h11_20": float(best_error[:, late].mean()),
         "coverage90": coverage(sample_xy.transpose(0, 2, 1, 3), truth),
-        "sharpness_h20_mean_path": sharpness(mean_h20, truth[:, at], size),
+        "sharpness_h20_mean_path": sharpness(mean_frames[:, at], truth[:, at], size),
         "sharpness_h20_samples": sharpness(sample_h20, truth[:, at, None], size),
-        "event_spread_ratio": event_spread_ratio(spread, data["events"]),
+        "event_spread_ratio": event_spread_ratio(spread, events),
+        **fork_metrics(mean_frames, truth, events[:, CONTEXT:], size),
         "curve_mean_path": mean_error.mean(axis=0).tolist(),
         "curve_best_of_32": best_error.mean(axis=0).tolist(),
     }
+
+
+def surprise(params, config, data):
+    """Per-frame surprise KL(q(z_t | h_t, x_t) || p(z_t | h_t)) along the filtered posterior-mean path:
+    how much the image changed the model's guess. (B, T) nats. For the "rnn", whose z is a point
+    with both stds 1, it is its regression error 0.5 ||mean_q - mean_p||^2."""
+    post, prior = filtered_states(params, config, data["obs"], data["actions"])
+    return np.asarray(kl_gaussian(np.asarray(post["mean"]), np.asarray(post["std"]),
+                                  np.asarray(prior["mean"]), np.asarray(prior["std"])))        # (B, T)
+
+
+def event_average(values, events, lags=EVENT_LAGS):
+    """An event-triggered average: values (B, T) aligned on every velocity redraw.
+
+    Lag 0 is the first frame that moves with the new velocity (frame t + 1 when events[:, t]);
+    lag -1 is the frame of the hit. Events whose window leaves the sequence, or starts within
+    FREE_FLIGHT_MARGIN frames of its start, are left out. Returns a dict: lags, mean (L,), std (L,)
+    over events, events (count), free_flight (the mean over free-flight frames, event_frames), and
+    ratio_at_0 (mean at lag 0 / free flight; NaN if free flight is 0).
+    """
+    lags = list(lags)
+    batch, steps = events.shape
+    rows = []
+    for b, t in zip(*np.nonzero(events)):
+        frames = [t + 1 + lag for lag in lags]
+        if frames[0] >= FREE_FLIGHT_MARGIN and frames[-1] < steps:
+            rows.append(values[b, frames])
+    _, free = event_frames(events)
+    flight = float(np.nanmean(values[free])) if free.any() else float("nan")
+    rows = np.array(rows, dtype=np.float64).reshape(-1, len(lags))                             # (N, L)
+    mean = np.nanmean(rows, axis=0) if len(rows) else np.full(len(lags), np.nan)
+    at_0 = mean[lags.index(0)]
+    return {"lags": lags, "mean": mean.tolist(), "std": (np.nanstd(rows, axis=0) if len(rows) else mean).tolist(),
+            "events": len(rows), "free_flight": flight,
+            "ratio_at_0": float(at_0 / flight) if flight > 1e-6 else float("nan")}
+
+
+def fork_metrics(frames, truth, events, size):
+    """The mean path's error and sharpness after a fork against free flight, at matched horizons.
+
+    frames (B, K, S, S) imagined along the mean path, truth (B, K, 2), events (B, K) redraws in the
+    imagined stretch. At each horizon k the sequences split in two: those whose dot was redrawn at
+    or before k - 1 (the frame at k moves with a velocity the model could not know: after a fork),
+    and those with no redraw up to k (free flight). Each measure is averaged over the horizons where
+    both groups hold at least 4 sequences, so a longer horizon does not pass for a fork.
+    Returns {fork_error, free_error, fork_sharpness, free_sharpness}.
+    """
+    error = pixel_error(centroid(frames), truth)                                                # (B, K)
+    true_peak = render(truth, size).max(axis=(-2, -1))
+    sharp = frames.max(axis=(-2, -1)) / true_peak                                               # (B, K)
+    redrawn = np.cumsum(events, axis=1) > 0                                                     # at or before k
+    after = np.zeros_like(redrawn)
+    after[:, 1:] = redrawn[:, :-1]                                                              # a redraw before k
+    free = ~redrawn
+    out = {key: [] for key in ("fork_error", "free_error", "fork_sharpness", "free_sharpness")}
+    for k in range(frames.shape[1]):
+        if after[:, k].sum() >= 4 and free[:, k].sum() >= 4:
+            out["fork_error"].append(error[after[:, k], k].mean())
+            out["free_error"].append(error[free[:, k], k].mean())
+            out["fork_sharpness"].append(sharp[after[:, k], k].mean())
+            out["free_sharpness"].append(sharp[free[:, k], k].mean())
+    return {key: float(np.mean(values)) if values else float("nan") for key, values in out.items()}
+
+
+def event_metrics(params, config, data, samples=SAMPLES, seed=0):
+    """"When necessary", measured: the surprise KL(q_t || p_t) and the one-step spread, each averaged
+    over every velocity redraw of `data` (events_dataset) by event_average."""
+    return {"surprise_at_events": event_average(surprise(params, config, data), data["events"]),
+            "spread_at_events": event_average(one_step_spread(params, config, data, samples, seed), data["events"])}

@@ -294,22 +294,31 @@ def futures_side_by_side(path, last_seen, rows, wall_hits, every=2):
                             "each model's imagined futures")
 
 
-def spread_at_events(path, spread, event_steps):
-    """How far the one-step-ahead samples spread along one filtered sequence, wall hits marked.
+def event_averages(path, averages):
+    """"When necessary", seen: surprise and one-step spread averaged over every wall hit.
 
-    spread (T,) px (NaN at t=0); event_steps: frames t whose step redrew the velocity (the first
-    frame that moves with the new velocity is t+1).
+    averages: model -> {"surprise_at_events", "spread_at_events"}, each a futures.event_average dict
+    (lags, mean, std over events, events, free_flight). Lag 0 is the first frame that moves with
+    the new velocity; the dotted line of each colour is that model's free-flight level.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
-    ax.plot(np.arange(len(spread)), spread, marker="o", markersize=3, label="spread of 32 one-step guesses (RSSM)")
-    ax.set_ylim(bottom=0)
-    for i, t in enumerate(event_steps):
-        ax.axvline(t + 1, color="C3", alpha=0.6, linestyle="--", label="first frame after a wall hit" if i == 0 else None)
-    ax.set_xlabel("frame t (the model has seen frames 0 .. t-1)")
-    ax.set_ylabel("spread (px)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path, "Uncertainty when necessary? The spread of the model's one-step guesses, wall hits dashed")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, key, label in ((axes[0], "surprise_at_events", "surprise KL(q || p) (nats)"),
+                           (axes[1], "spread_at_events", "spread of 32 one-step guesses (px)")):
+        for n, (model, average) in enumerate(averages.items()):
+            lags, mean = np.array(average[key]["lags"]), np.array(average[key]["mean"])
+            error = np.array(average[key]["std"]) / max(np.sqrt(average[key]["events"]), 1.0)
+            ax.plot(lags, mean, marker="o", markersize=3, color=f"C{n}", linewidth=2 if model == "rssm" else 1.2,
+                    label=f"{model} ({average[key]['events']} hits)")
+            ax.fill_between(lags, mean - error, mean + error, color=f"C{n}", alpha=0.2)
+            ax.axhline(average[key]["free_flight"], color=f"C{n}", linestyle=":", linewidth=1)
+        ax.axvline(0, color="C3", alpha=0.5, linestyle="--")
+        ax.set_xlabel("frames after the wall hit (0: the first frame with the new velocity)")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path, "Uncertainty when necessary: averaged over every random wall hit "
+                            "(band: standard error; dotted: free flight)")
 
 
 def futures_by_horizon(path, results):
@@ -332,3 +341,45 @@ def futures_by_horizon(path, results):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def frame_error_by_horizon(path, curves, floor=None):
+    """Imagined frames against true ones, per horizon, for a world of any kind (lab/frames.py):
+    per-pixel squared error on the left, Bernoulli NLL per frame on the right.
+
+    curves: label -> {"mse": (K,), "nll": (K,)}, the first drawn bold (the model); floor (K,): the
+    NLL of the true frames themselves, drawn dashed, below which no prediction can go.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, what in zip(axes, ("mse", "nll"), ("per-pixel squared error", "Bernoulli NLL per frame (nats)")):
+        for n, (label, curve) in enumerate(curves.items()):
+            values = np.asarray(curve[key])
+            ax.plot(np.arange(1, len(values) + 1), values, label=label, color=f"C{n}", linewidth=2.5 if n == 0 else 1.2)
+        if key == "nll" and floor is not None:
+            ax.plot(np.arange(1, len(floor) + 1), floor, color="black", linestyle="--", linewidth=1,
+                    label="the true frames (floor)")
+        ax.set_xlabel("steps imagined without observations")
+        ax.set_ylabel(what)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    return _save(fig, path, "Open-loop error on held-out sequences, in the frames' own terms")
+
+
+def sampled_frame_futures(path, seen, truth, mean_path, sampled, every=4):
+    """One sequence's futures as frames: the truth, the mean path, and M sampled futures below.
+
+    seen (S, S) the last frame the model saw; truth, mean_path (K, S, S); sampled (M, K, S, S).
+    Where the futures agree the rows match; where the model is unsure they part.
+    """
+    shown = list(range(every - 1, truth.shape[0], every))
+    rows = [("truth", truth), ("mean path", mean_path)] + [(f"sample {m + 1}", s) for m, s in enumerate(sampled)]
+    fig, axes = plt.subplots(len(rows), len(shown) + 1, figsize=(1.05 * (len(shown) + 1), 1.1 * len(rows)),
+                             squeeze=False)
+    for i, (label, frames) in enumerate(rows):
+        _frame_row(axes[i], [seen] + [frames[k] for k in shown], label)
+    axes[0, 0].set_title("last seen", fontsize=8)
+    for j, k in enumerate(shown):
+        axes[0, j + 1].set_title(f"+{k + 1}", fontsize=8)
+    return _save(fig, path, f"{len(sampled)} sampled futures of one held-out sequence, z drawn from the prior")

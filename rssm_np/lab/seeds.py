@@ -6,13 +6,27 @@
 One seed's number can be luck: a difference between two settings means something only when it
 is larger than the spread between seeds of one setting. The standard deviation is the sample
 one (n - 1), of the per-seed values; with 3 seeds it is itself rough, so read it as a scale.
+
+demo.py --seeds N calls run_seeds: one demo process per seed, J at a time, each with the same
+flags (seed_command), its own --seed and its own folder, then this table.
 """
 
 import argparse
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
+import time
+
+from ..utils.cli import dest, positive_int, typed
+from ..utils.files import signal_exit_code, stopped_by, tell, write_text
+
+# What each seed's demo is handed besides the config flags (demo.CONFIG_FLAGS), its own --seed and
+# its own --out: these, as the --seeds run was given them (--resume, --no-eval, --jobs stay behind).
+RUN_FLAGS = ("--steps", "--minutes", "--print-every", "--checkpoint-every")
+RUN_SWITCHES = ("--plain", "--overwrite")        # on/off flags with no --no- form: handed on when on
 
 # (label, path into metrics.json, digits): the demo's headline numbers.
 ROWS = (
@@ -89,6 +103,106 @@ def table(summary, names):
     return "\n".join(lines)
 
 
+def declare(parser):
+    """The demo's --seeds and --jobs flags."""
+    parser.add_argument("--seeds", type=positive_int, metavar="N", help="run seeds --seed .. --seed+N-1, each into "
+                        "OUT/seed<k>/, then write the mean ± std of their metrics to OUT/seeds.md and OUT/seeds.json")
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="J",
+                        help="with --seeds: run J seeds at a time, one BLAS thread each (default 1; 2 fills 2 cores)")
+
+
+def check_flags(parser, args):
+    """--seeds starts new runs and summarizes their evaluations; --jobs needs --seeds."""
+    if args.seeds is not None:
+        if args.resume is not None:
+            parser.error("--seeds starts new runs; it cannot --resume one (resume each seed<k>/ folder on its own)")
+        if args.no_eval:
+            parser.error("--seeds summarizes each run's evaluation; drop --no-eval")
+    elif args.jobs != 1:
+        parser.error("--jobs runs several seeds at a time: it needs --seeds N")
+
+
+def seed_command(demo, args, seed, config_flags):
+    """The command line of one seed of a --seeds run: `python demo.py` with the same flags, its own
+    seed and its own folder. config_flags: the flags that set the config, their values in args."""
+    words = [sys.executable, os.path.abspath(demo), "--seed", str(seed), "--out", os.path.join(args.out, f"seed{seed}")]
+    for flag in [flag for flag in config_flags if flag != "--seed"] + list(RUN_FLAGS):
+        if getattr(args, dest(flag)) is not None:
+            words += typed(flag, getattr(args, dest(flag)))
+    return words + [flag for flag in RUN_SWITCHES if getattr(args, dest(flag))]
+
+
+def run_seeds(demo, args, received, config_flags):
+    """Run the demo once per seed (J at a time), then the mean ± std table of their metrics.
+    received: the stop signals seen so far (utils.files.stop_signals). Returns the exit code."""
+    order = list(range(args.seed, args.seed + args.seeds))
+    folders = [os.path.join(args.out, f"seed{seed}") for seed in order]
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env["OPENBLAS_NUM_THREADS"] = "1"      # J processes with 2 BLAS threads each thrash 2 cores
+    print(f"{args.seeds} seeds ({', '.join(map(str, order))}), {args.jobs} at a time; each run's output goes "
+          f"to its folder's log.txt", flush=True)
+    start, running, failed, waiting = time.perf_counter(), {}, [], list(zip(order, folders))
+    last_print = start
+    try:
+        while waiting or running:
+            while waiting and len(running) < args.jobs:
+                seed, folder = waiting.pop(0)
+                os.makedirs(folder, exist_ok=True)
+                log = open(os.path.join(folder, "log.txt"), "w")
+                running[seed] = (subprocess.Popen(seed_command(demo, args, seed, config_flags), stdout=log,
+                                                  stderr=subprocess.STDOUT, env=env, start_new_session=True),
+                                 log, folder)
+            time.sleep(1.0)
+            for seed, (process, log, folder) in list(running.items()):
+                if process.poll() is not None:
+                    log.close()
+                    del running[seed]
+                    if process.returncode:
+                        failed.append(seed)
+                    done = args.seeds - len(waiting) - len(running)
+                    print(f"seed {seed}: {'finished' if not process.returncode else f'failed (exit {process.returncode})'}"
+                          f" after {time.perf_counter() - start:.0f} s; {done}/{args.seeds} done; "
+                          f"see {os.path.join(folder, 'log.txt')}", flush=True)
+            if running and time.perf_counter() - last_print >= 30:
+                last_print = time.perf_counter()
+                print(" | ".join(f"seed {seed}: {last_progress(folder)}" for seed, (_, _, folder) in running.items()),
+                      flush=True)
+    except KeyboardInterrupt:
+        for process, log, _ in running.values():
+            process.send_signal(signal.SIGINT)        # each run saves its checkpoint and says how to resume
+        for process, log, _ in running.values():
+            process.wait()
+            log.close()
+        tell(f"\n{stopped_by(received)}: each unfinished seed saved its checkpoint in its folder (see its log.txt)")
+        return signal_exit_code(received)
+    finished = [f for seed, f in zip(order, folders) if seed not in failed]
+    if not finished:
+        tell("error: every seed failed; see the log.txt in each seed folder")
+        return 1
+    summary = summarize(finished)
+    text = table(summary, [os.path.basename(f) for f in finished])
+    write_text(os.path.join(args.out, "seeds.md"), text + "\n")
+    write_text(os.path.join(args.out, "seeds.json"), json.dumps({"folders": finished, "rows": summary,
+                                                                 "provenance": args.provenance}, indent=1))
+    print(text)
+    print(f"wrote {os.path.join(args.out, 'seeds.md')} and seeds.json" + (f"; failed seeds: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+def last_progress(folder):
+    """The step and eta of a running seed, from the last progress line in its log."""
+    try:
+        with open(os.path.join(folder, "log.txt")) as file:
+            lines = [line for line in file.read().splitlines() if line.strip()[:1].isdigit() and "|" in line]
+    except OSError:
+        return "starting"
+    if not lines:
+        return "starting"
+    cells = [cell.strip() for cell in lines[-1].split("|")]
+    return f"step {cells[0]}, eta {cells[-1]}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Mean ± std of the metrics of several demo runs (one folder per seed).")
     parser.add_argument("folders", nargs="+", help="run folders, each holding the metrics.json a demo wrote")
@@ -100,7 +214,6 @@ def main(argv=None):
         parser.error(str(error))
     print(table(summary, [os.path.basename(os.path.normpath(f)) for f in args.folders]))
     if args.json:
-        from ..utils.files import write_text
         write_text(args.json, json.dumps({"folders": args.folders, "rows": summary}, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -9,6 +9,8 @@
 - stop_signals: Ctrl-C (once or twice), SIGTERM and SIGHUP all become one KeyboardInterrupt, so
   the command saves what it has and exits politely; a second signal cannot cut the save short.
 - silence_stdout: after the reader closed our stdout (`| head`), later prints go nowhere.
+- ending, keep_work, tell: how a command that was stopped says so: the reason and the exit code a
+  shell expects (128 + the signal; 141 for a closed stdout), its last step saved, told on stderr.
 """
 
 import contextlib
@@ -125,6 +127,49 @@ def silence_stdout():
         os.close(null)
     except (OSError, ValueError, AttributeError):
         sys.stdout = open(os.devnull, "w")
+
+
+def stopped_by(received):
+    """The reason a stop signal gives: "interrupted" for Ctrl-C, else "stopped by SIGTERM" (or SIGHUP)."""
+    return "interrupted" if not received or received[0] == signal.SIGINT else \
+        f"stopped by {signal.Signals(received[0]).name}"
+
+
+def signal_exit_code(received):
+    """128 + the signal's number, as a shell reports a process that a signal ended."""
+    return 128 + (received[0] if received else signal.SIGINT)
+
+
+def ending(error, received):
+    """(reason, exit code) for what ended a command: a stop signal (the KeyboardInterrupt of
+    stop_signals, which recorded it in `received`), a closed stdout (exit 141, as SIGPIPE would
+    give; later prints go nowhere), or another OSError (exit 1)."""
+    if isinstance(error, KeyboardInterrupt):
+        return stopped_by(received), signal_exit_code(received)
+    if isinstance(error, BrokenPipeError):
+        silence_stdout()
+        return "stdout was closed", 141
+    return f"error: {error}", 1
+
+
+def keep_work(reason, save_checkpoint, step, path, resume, last_checkpoint):
+    """What a stopped run does with its work: save_checkpoint() writes its last finished step to
+    `path`, then it tells where and how to continue (the command `resume`), or why it could not
+    and where the last checkpoint is."""
+    try:
+        save_checkpoint()
+    except (OSError, ValueError) as error:
+        tell(f"\n{reason}: could not save step {step} ({error}); last checkpoint: {last_checkpoint}")
+        return
+    tell(f"\n{reason}: saved step {step} to {path}; continue with: {resume}")
+
+
+def tell(message):
+    """A message about how the run ended: to stderr, which stays open when stdout was closed."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass                      # the terminal is gone too (SIGHUP): the files on disk say it all
 
 
 def write_text(path, text):
