@@ -16,7 +16,7 @@ from .config import check_fits_memory, check_params
 from .model import init_params, negative_elbo
 from .utils.speed import keep_freed_memory, unpack
 from .utils.trees import tree_leaves, tree_rebuild
-from .utils.validate import check_batch, check_int, check_number, check_seed, is_config
+from .utils.validate import check_batch, check_int, check_number, check_seed, check_user_batch, is_config
 from .world import actions_into_frames, make_dataset
 
 
@@ -73,9 +73,21 @@ def loss(params, batch, config, seed=0):
     return negative_elbo(unpack(params), config, *elbo_inputs(batch, config, seed))[0]
 
 
-def init_train_state(config):
-    """Step 0: fresh weights (seeded by config.seed), zero Adam moments, empty history."""
-    params = init_params(config, seed=config.seed)
+def init_train_state(config, pixel_mass=None):
+    """Step 0: fresh weights (seeded by config.seed), zero Adam moments, empty history.
+
+    pixel_mass: the summed intensity of an average frame, 0 < pixel_mass < D, from which the
+    decoder's output bias starts (model.init_params); None: the dot world's (model.DOT_PIXEL_MASS).
+    """
+    if pixel_mass is None:
+        params = init_params(config, seed=config.seed)
+    else:
+        pixels = config.image_size ** 2
+        check_number("pixel_mass", pixel_mass, minimum=0.0, strict_minimum=True)
+        if pixel_mass >= pixels:
+            raise ValueError(f"pixel_mass must be < {pixels} (every pixel of a {config.image_size}x"
+                             f"{config.image_size} frame at 1), got {pixel_mass}")
+        params = init_params(config, seed=config.seed, pixel_mass=float(pixel_mass))
     return {"params": params, "adam": init_adam(tree_leaves(params)), "step": 0, "history": []}
 
 
@@ -139,15 +151,20 @@ def make_train_step(config, batches=None):
     return train_step
 
 
-def train(config, steps=None, seconds=None, state=None, on_step=None, batches=None):
+def train(config, steps=None, seconds=None, state=None, on_step=None, batches=None, pixel_mass=None):
     """Train until `steps` total steps or `seconds` of wall clock, whichever comes first.
 
-    state: a training state to continue from (None: start fresh). on_step(state, stats, elapsed)
-    is called after every step and may return True to stop early. batches: a function
-    step -> {"obs": (B, T, S, S) in [0, 1], "actions": (B, T, A)} that feeds another world
-    (None: the dot world of the config). Returns the final state;
-    state["history"] gets one dict of stats per step. Raises FloatingPointError, keeping the last
-    finite state in the exception's `.state`, if the loss or gradient stops being finite.
+    state: a training state to continue from (None: start fresh); it must be one made for this
+    config (check_train_state). on_step(state, stats, elapsed) is called after every step and may
+    return True to stop early. batches: a function step -> {"obs": (B, T, S, S) in [0, 1],
+    "actions": (B, T, A)} that feeds another world (None: the dot world of the config); its first
+    batch is checked against the config before any training (check_user_batch), then trained on,
+    so the function is still asked once per step. pixel_mass: the summed intensity of an average
+    frame, where the decoder's bias starts (init_train_state); None: for the dot world, the dot's;
+    for batches of your own, the mean over the first batch's frames. A state has its weights
+    already, so it takes none. Returns the final state; state["history"] gets one dict of stats
+    per step. Raises FloatingPointError, keeping the last finite state in the exception's
+    `.state`, if the loss or gradient stops being finite.
     """
     if not is_config(config):
         raise TypeError(f"config must be a rssm_np.Config, got {type(config).__name__}")
@@ -160,7 +177,19 @@ def train(config, steps=None, seconds=None, state=None, on_step=None, batches=No
     if batches is not None and not callable(batches):
         raise TypeError(f"batches must be a function step -> batch, got {type(batches).__name__}")
     check_fits_memory(config)
-    state = init_train_state(config) if state is None else state
+    if state is not None:
+        check_train_state(state, config)
+        if pixel_mass is not None:
+            raise ValueError("pixel_mass sets the starting weights, and a state has its weights already: "
+                             "pass pixel_mass to start fresh, or state to continue, not both")
+    if batches is not None:
+        first_step = 0 if state is None else state["step"]
+        first = batches(first_step)
+        check_user_batch(first, config, first_step)
+        if state is None and pixel_mass is None:
+            pixel_mass = mean_pixel_mass(first["obs"], config)
+        batches = handing_out_first(batches, first_step, first)
+    state = init_train_state(config, pixel_mass) if state is None else state
     train_step = make_train_step(config, batches)
     start = time.perf_counter()
     while True:
@@ -183,3 +212,42 @@ def train(config, steps=None, seconds=None, state=None, on_step=None, batches=No
         if on_step is not None and on_step(state, stats, time.perf_counter() - start):
             break
     return state
+
+
+# --- another world, checked at the door (utils.validate.check_user_batch) -----------------------
+
+def mean_pixel_mass(obs, config):
+    """The summed intensity of an average frame of `obs` (B, T, S, S), for the decoder's starting
+    bias (model.init_params), kept half a pixel inside (0, D): an all-black or all-white first
+    batch would put the bias at minus or plus infinity."""
+    pixels = config.image_size ** 2
+    mass = float(np.asarray(obs, dtype=np.float64).sum(axis=(-2, -1)).mean())
+    return min(max(mass, 0.5), pixels - 0.5)
+
+
+def handing_out_first(batches, step, batch):
+    """batches, except that the batch already made for `step` (to check it) is the one trained on:
+    the user's function is asked once per step, as without the check."""
+    kept = {step: batch}
+
+    def batches_once(k):
+        return kept.pop(k) if k in kept else batches(k)
+    return batches_once
+
+
+def check_train_state(state, config):
+    """A state to continue from: the dict train or init_train_state returns, with params of the
+    shapes this config builds (config.check_params names the first array that differs)."""
+    expected = ("params", "adam", "step", "history")
+    if not isinstance(state, dict) or any(key not in state for key in expected):
+        found = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise TypeError(f"state must be the dict train or init_train_state returns, with keys "
+                        f"{list(expected)}; got {found}")
+    check_int("state['step']", state["step"], minimum=0)
+    try:
+        check_params(state["params"], config)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        message = "state['params']" + message[len("params"):] if message.startswith("params") else message
+        raise type(error)(f"state does not fit this config: {message}; continue a state with the Config it was "
+                          f"trained with (checkpoint.load_train_state returns both)") from None

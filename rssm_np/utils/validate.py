@@ -89,7 +89,12 @@ def check_array(name, value, ndim, last_dims=(), unit_interval=False, dtype=None
         raise ValueError(f"{name} must fit in {np.dtype(dtype).name} (|x| <= {largest:.3g}), "
                          f"got values up to {np.abs(value).max():.3g}")
     if unit_interval and (value.min() < 0 or value.max() > 1):
-        raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{value.min():.3g}, {value.max():.3g}]")
+        low, high = float(value.min()), float(value.max())
+        if float(f"{low:.3g}") >= 0 and float(f"{high:.3g}") <= 1:   # three digits would hide it: say so
+            excess = max(-low, high - 1)
+            raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{low!r}, {high!r}]: outside by "
+                             f"{excess:.1e}, a rounding step; np.clip({name}, 0, 1) fixes it")
+        raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{low:.3g}, {high:.3g}]")
     return value
 
 
@@ -141,3 +146,80 @@ def check_predict_args(config, obs, actions, horizon, samples):
 def is_config(config):
     """True for a rssm_np.Config (known by its fields: this module sits below config.py)."""
     return dataclasses.is_dataclass(config) and not isinstance(config, type) and type(config).__name__ == "Config"
+
+
+# --- another world's batches, checked at train's door --------------------------------------------
+# train(config, batches=fn) feeds the model any world. What can go wrong is then the user's data:
+# each check below names the field, what it holds and what to change, before any training.
+
+BATCH_FORM = "{'obs': (B, T, S, S) floats in [0, 1], 'actions': (B, T, A) floats}"
+ROUNDING = 1e-3         # frames this far outside [0, 1] were meant to be inside: say "rounding", not "scale"
+
+
+def check_user_batch(batch, config, step=0):
+    """The batch batches(step) returned, against the config: one ValueError or TypeError that names
+    the field (its type, dtype, shape, values), and what to pass instead. Then utils.validate's
+    check_batch, which every later batch gets as well, checks what is left (a mask)."""
+    where = f"batches({step})"
+    if not isinstance(batch, dict):
+        raise TypeError(f"{where} must return a dict {BATCH_FORM}, got {type(batch).__name__}")
+    for key in ("obs", "actions"):
+        if key not in batch:
+            raise ValueError(f"{where} returned no {key!r}: it must return {BATCH_FORM}, got keys "
+                             f"{sorted(map(str, batch))}")
+    obs, actions = (user_array(batch, key, where) for key in ("obs", "actions"))
+    name_obs, name_actions = f"batch['obs'] from {where}", f"batch['actions'] from {where}"
+    if obs.ndim != 4 or obs.shape[2] != obs.shape[3]:
+        hint = {3: " (one sequence? add the batch axis: obs[None])",
+                5: " (colour? average the channels: obs.mean(axis=-1))"}.get(obs.ndim, "")
+        raise ValueError(f"{name_obs} has shape {obs.shape}, but it must be (B, T, S, S): B sequences of T "
+                         f"square grayscale frames{hint}")
+    if obs.shape[2] != config.image_size:
+        raise ValueError(f"{name_obs} holds {obs.shape[2]}x{obs.shape[3]} frames, but config.image_size is "
+                         f"{config.image_size}: pass Config(image_size={obs.shape[2]})")
+    if actions.ndim != 3:
+        hint = " (one number per frame? add an axis: actions[..., None])" if actions.ndim == 2 else ""
+        raise ValueError(f"{name_actions} has shape {actions.shape}, but it must be (B, T, A): one vector of A "
+                         f"numbers per frame{hint}")
+    if actions.shape[2] != config.action_size:
+        plural = "" if actions.shape[2] == 1 else "s"
+        raise ValueError(f"{name_actions} has {actions.shape[2]} action dimension{plural}, but config.action_size "
+                         f"is {config.action_size}: pass Config(action_size={actions.shape[2]})")
+    if actions.shape[:2] != obs.shape[:2]:
+        raise ValueError(f"{name_actions} has shape {actions.shape}, but batch['obs'] {obs.shape} holds "
+                         f"{obs.shape[0]} sequences of {obs.shape[1]} frames: one action per frame, "
+                         f"actions[:, t] taken after frame t (the last is never used: zeros will do)")
+    for name, value in ((name_obs, obs), (name_actions, actions)):
+        bad = ~np.isfinite(value)
+        if bad.any():
+            raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values, the first at index "
+                             f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
+    low, high = float(obs.min()), float(obs.max())
+    if low < 0 or high > 1:
+        if -ROUNDING <= low and high <= 1 + ROUNDING:
+            raise ValueError(f"{name_obs} has values in [{low:.9g}, {high:.9g}], a rounding step outside [0, 1], "
+                             f"where frames must lie: clip them, np.clip(obs, 0, 1)")
+        hint = " (8-bit images? divide by 255)" if low >= 0 and high <= 255 else ""
+        raise ValueError(f"{name_obs} has values in [{low:.4g}, {high:.4g}], but frames must lie in [0, 1] "
+                         f"(the decoder's Bernoulli likelihood): scale them{hint}")
+    if config.overshooting > obs.shape[1]:
+        raise ValueError(f"config.overshooting is {config.overshooting}, but {name_obs} holds sequences of "
+                         f"{obs.shape[1]} frames: a prior d steps ahead needs d frames; make sequences of at least "
+                         f"{config.overshooting} frames, or pass Config(overshooting={obs.shape[1]})")
+    check_batch(batch, config)
+
+
+def user_array(batch, key, where):
+    """batch[key] as a float array (a list of floats is taken too); a TypeError naming it otherwise."""
+    value = batch[key]
+    name = f"batch[{key!r}] from {where}"
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array of floats, got {type(value).__name__}")
+    if not np.issubdtype(value.dtype, np.floating):
+        fix = ("frames are floats in [0, 1]: obs.astype(np.float32) / 255 for 8-bit images" if key == "obs" else
+               "actions are vectors of floats: a discrete action is a one-hot vector, "
+               "np.eye(A, dtype=np.float32)[actions]")
+        raise TypeError(f"{name} has dtype {value.dtype}, but {fix}")
+    return value
