@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from rssm_np import DEMO_RECIPE, Config
-from rssm_np.checkpoint import load_train_state, save
+from rssm_np.checkpoint import furthest_along, load_train_state, save
 from rssm_np.config import DEMO_STEPS, check_fits_memory
 from rssm_np.lab import beliefs, seeds
 from rssm_np.lab.bench import step_seconds
@@ -36,7 +36,10 @@ from rssm_np.utils.cli import non_negative_int, positive_float, positive_int, sw
 from rssm_np.utils.files import FolderError, claim_folder, ending, keep_work, stop_signals, tell, write_text
 
 DEFAULT_STEPS, DEFAULT_PUSH_SHARE = DEMO_STEPS, DEMO_RECIPE["push_share"]
-RESULTS, SEEDS_RESULTS = ("model.npz", "checkpoint.npz", "metrics.json"), ("seeds.md", "seeds.json")
+# Every file a run writes into --out (report.py draws the figures): all are claimed before training.
+FIGURES = ("world.png", "training.png", "reconstructions.png", "open_loop.png", "error_by_horizon.png",
+           "belief_occlusion.png", "future_fan.png", "two_actions.png", "kl_per_dim.png", "imagination.gif")
+RESULTS, SEEDS_RESULTS = ("model.npz", "checkpoint.npz", "metrics.json") + FIGURES, ("seeds.md", "seeds.json")
 
 # Each flag that sets the config, declared once: flag, Config field, default, argparse options, help.
 # From this table come the declaration, the defaults, the --resume check, the Config and the command
@@ -91,10 +94,21 @@ def parse_args(argv=None):
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     args.config, args.state = build_config(parser, args, typed_steps)
+    saved = [os.path.join(args.out, name) for name in ("checkpoint.npz", "model.npz")
+             if os.path.exists(os.path.join(args.out, name))]
+    how_to_continue = f"--resume {saved[0]} to continue that run" if saved and not args.seeds else None
     try:
-        args.lock = claim_folder(args.out, SEEDS_RESULTS if args.seeds else RESULTS, args.overwrite, args.resume)
+        args.lock = claim_folder(args.out, SEEDS_RESULTS if args.seeds else RESULTS, args.overwrite, args.resume,
+                                 how_to_continue)
     except FolderError as error:
         parser.error(f"--out {args.out!r} {error}")
+    if args.seeds:                              # every seed's folder, checked before the first seed starts
+        try:
+            seeds.check_folders(args, RESULTS)
+        except FolderError as error:
+            if args.lock is not None:
+                args.lock.close()
+            parser.error(str(error))
     return args
 
 
@@ -115,6 +129,19 @@ def build_config(parser, args, typed_steps):
         parser.error(f"--resume {args.resume!r}: {error}")
     if state is None:
         parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
+    # The run's other file may be further along (a model.npz from a short run, then a checkpoint of
+    # the longer run that continued it): continue from the furthest, and say so.
+    folder = os.path.dirname(os.path.abspath(args.resume))
+    further = furthest_along([os.path.join(folder, name) for name in ("model.npz", "checkpoint.npz")], config,
+                             args.steps if typed_steps else None)
+    if further is not None and further[1] > state["step"]:
+        print(f"note: {further[0]} (step {further[1]}) is further along this run than {args.resume} "
+              f"(step {state['step']}): continuing from it", flush=True)
+        args.resume = further[0]
+        try:
+            _, config, state = load_train_state(args.resume)
+        except (OSError, ValueError, TypeError) as error:
+            parser.error(f"--resume {args.resume!r}: {error}")
     schedule = "planned" if config.lr_decay_steps else "half-life"    # what --lr-schedule says of this config
     words, field = cli.disagreement(args, CONFIG_FLAGS, {**config.to_dict(), "lr_decay_steps": schedule})
     if words:

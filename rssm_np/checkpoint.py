@@ -9,6 +9,7 @@ Writes are atomic (utils.files.write_atomically: a temporary file in the same fo
 crash or Ctrl-C mid-write leaves the previous file intact.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -120,9 +121,14 @@ class _Members:
             raise ValueError(f"{self.where}: '{key}' takes {self.sizes[key]} bytes, more than the "
                              f"{max_bytes} its config allows; refusing to read it")
         try:
-            return self.archive[key]
+            value = self.archive[key]
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
             raise ValueError(f"{self.where} is truncated or corrupt ({type(error).__name__}: {error})") from None
+        # np.load hands back a member without an .npy header as raw bytes: not an array at all.
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{self.where}: '{key}' is not an array (it holds {type(value).__name__}); the file is "
+                             f"damaged, or not an rssm_np checkpoint")
+        return value
 
     def close(self):
         if self.archive is not None:
@@ -159,8 +165,8 @@ class _Members:
         return value
 
 
-def _model_from(members):
-    """(params, config) from a checkpoint's members, every array checked against the config."""
+def _config_from(members):
+    """The Config of a checkpoint, from its format version and config members alone."""
     if "format_version" not in members or "config" not in members:
         raise ValueError(f"{members.where} is not an rssm_np checkpoint (no format_version or config)")
     version = members.integer("format_version")
@@ -173,6 +179,12 @@ def _model_from(members):
         config = Config.from_dict(values)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{members.where} has an invalid config: {error}") from None
+    return config
+
+
+def _model_from(members):
+    """(params, config) from a checkpoint's members, every array checked against the config."""
+    config = _config_from(members)
     try:
         check_fits_memory(config, training=False)
     except ValueError as error:
@@ -206,6 +218,41 @@ def _open(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
     return _Members(path, f"checkpoint {path!r}")
+
+
+def peek(path):
+    """(config, step) of a checkpoint, reading only those two members (no parameters): step is
+    None for a model without a training state. Raises ValueError for a file load would refuse
+    at those members; its parameters are checked only by load."""
+    members = _open(path)
+    try:
+        config = _config_from(members)
+        step = members.integer(_TRAIN_PREFIX + "step") if _TRAIN_PREFIX + "step" in members else None
+        return config, step
+    finally:
+        members.close()
+
+
+def same_run(config, other):
+    """True if two configs train the same model the same way (`fused` only picks how the same
+    numbers are computed, so it may differ)."""
+    return dataclasses.replace(config, fused=True) == dataclasses.replace(other, fused=True)
+
+
+def furthest_along(paths, config, steps=None):
+    """Of the checkpoints at `paths` that continue a run of `config` (a training state, at most
+    `steps` steps along), the furthest along: (path, step), or None. Missing or unreadable
+    files are skipped: they hold no state this run owns."""
+    best = None
+    for path in paths:
+        try:
+            saved, step = peek(path)
+        except (OSError, ValueError):
+            continue
+        if step is not None and same_run(saved, config) and (steps is None or step <= steps) and \
+                (best is None or step > best[1]):
+            best = (path, step)
+    return best
 
 
 def load(path):

@@ -26,7 +26,7 @@ DEMO_RECIPE = {"occlusion": True, "control": True, "push_share": 0.2}
 DEMO_STEPS = 4500
 
 
-@dataclass
+@dataclass(frozen=True)        # made once, checked once: a change is a new Config (dataclasses.replace)
 class Config:
     # --- the world ---
     image_size: int = 32          # S: frames are S x S pixels (any S >= 8; the source post uses 32 or 64)
@@ -81,9 +81,13 @@ class Config:
 def check_config(config):
     """Raise a clear error for a field with the wrong type, an impossible value, or two fields that
     disagree; store every field as a plain Python value (a NumPy scalar becomes an int, float, bool
-    or str), so the config always writes to JSON."""
+    or str), so the config always writes to JSON. (The Config is frozen: only this check, while
+    it is being made, stores values, through object.__setattr__.)"""
+    def store(name, value):
+        object.__setattr__(config, name, value)
+
     def check(name, checker, *args, **kwargs):
-        setattr(config, name, checker(f"config.{name}", getattr(config, name), *args, **kwargs))
+        store(name, checker(f"config.{name}", getattr(config, name), *args, **kwargs))
 
     for name in ("action_size", "deter_size", "stoch_size", "hidden_size", "embed_size",
                  "batch_size", "seq_len"):
@@ -95,11 +99,12 @@ def check_config(config):
     for name in ("occlusion", "control", "masked_likelihood", "fused"):
         if not isinstance(getattr(config, name), (bool, np.bool_)):
             raise TypeError(f"config.{name} must be True or False, got {getattr(config, name)!r}")
-        setattr(config, name, bool(getattr(config, name)))
+        store(name, bool(getattr(config, name)))
     check("boundary", validate.check_choice, ("bounce", "clip", "random"))
     check("model", validate.check_choice, variants.MODELS)
     check("dtype", validate.check_choice, ("float32", "float64"))
-    config.boundary, config.dtype, config.model = str(config.boundary), str(config.dtype), str(config.model)
+    for name in ("boundary", "dtype", "model"):
+        store(name, str(getattr(config, name)))
     # Every number must survive the cast to the training precision: 1e39 is inf in float32.
     largest = float(np.finfo(config.dtype).max)
     check("min_std", validate.check_number, minimum=0.0, maximum=largest, strict_minimum=True)
@@ -201,4 +206,23 @@ def check_fits_memory(config, training=True):
                                                          training))
     what = "parameters, gradients, Adam moments and a batch" if training else "parameters"
     raise ValueError(f"config.{name}={getattr(config, name)} is too large: the model's {what} need at least "
+                     f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB")
+
+
+def bytes_for_rollout(config, rows, steps):
+    """A lower bound on the memory of imagining `steps` steps for `rows` states at once and decoding
+    every one (predict, the planner's candidates, play's particles): per row and step, h, z and
+    z's distribution (mean, std), the decoder's two hidden layers and the frame; plus the parameters."""
+    c = config
+    per_step = c.deter_size + 3 * c.stoch_size + 2 * c.hidden_size + c.image_size ** 2
+    return rows * steps * per_step * np.dtype(c.dtype).itemsize + bytes_needed(c, training=False)
+
+
+def check_fits_rollout(config, rows, steps, what):
+    """Refuse, naming `what` (the argument that asked for it), a rollout whose arrays cannot fit in
+    this machine's memory, before any is allocated (check_fits_memory's sibling for using a model)."""
+    need, have = bytes_for_rollout(config, rows, steps), files.machine_memory()
+    if have is None or need <= have:
+        return
+    raise ValueError(f"{what} is too large: imagining {rows} rollout(s) of {steps} steps needs at least "
                      f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB")

@@ -32,7 +32,7 @@ from . import fused, levers, variants
 from .distributions import bernoulli_nll, free_nats, kl_gaussian
 from .layers import dense, elu, gru_gates, init_dense, init_mlp, mean_of, mlp, sigmoid
 from .utils.speed import stack_time, unstack_time
-from .config import check_params
+from .config import check_fits_memory, check_fits_rollout, check_params
 from .utils.validate import check_predict_args, check_seed
 from .world import actions_into_frames
 
@@ -48,6 +48,7 @@ def init_params(config, seed=0, pixel_mass=DOT_PIXEL_MASS):
     of the average pixel (pixel_mass / D) and step 0 already predicts a dim empty frame instead of
     a grey one. The default is the dot world's: one Gaussian dot of std 1.5 px.
     """
+    check_fits_memory(config, training=False)   # a size field too large is named, before any array
     rng = onp.random.default_rng(seed)
     c, dtype, pixels = config, config.dtype, config.image_size ** 2
     decoder = init_mlp(rng, [variants.feature_size(c), c.hidden_size, c.hidden_size, pixels], dtype)
@@ -268,6 +269,7 @@ def predict(params, config, obs, actions=None, horizon=10, *, seed=0, samples=No
     check_seed("seed", seed)
     obs, actions, horizon = check_predict_args(config, obs, actions, horizon, samples)
     batch, context, size = obs.shape[:3]
+    check_fits_rollout(config, batch * (samples or 1), context + horizon, f"horizon={horizon}")
     if actions is None:
         actions = onp.zeros((batch, context + horizon - 1, config.action_size), dtype=config.dtype)
     obs, actions = onp.asarray(obs, dtype=config.dtype), onp.asarray(actions, dtype=config.dtype)

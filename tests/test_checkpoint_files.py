@@ -1,5 +1,6 @@
 """What save writes, load reads; what load reads is checked; files from strangers get a sentence."""
 
+import dataclasses
 import json
 import os
 import stat
@@ -55,7 +56,9 @@ def test_save_refuses_what_load_would_refuse(model, tmp_path):
     params, config = model
     other = init_params(Config(**{**SMALL, "hidden_size": 6}))
     mutated = Config(**SMALL)
-    mutated.dtype = "float16"
+    with pytest.raises(dataclasses.FrozenInstanceError):      # a Config cannot be changed after it is made
+        mutated.dtype = "float16"
+    object.__setattr__(mutated, "dtype", "float16")             # forced past the freeze: save checks it again
     target = str(tmp_path / "good.npz")
     save(target, params, config)
     before = open(target, "rb").read()

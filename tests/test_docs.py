@@ -69,6 +69,11 @@ FAKE = {
     "plan": {"model": "runs/demo/model.npz", "episodes": 8, "seed": 0, "readout": "centroid",
              "settings": {"horizon": 4, "candidates": 40, "iterations": 3, "top_k": 5}, "steps": 30,
              "success_px": 2.0, "results": planners()},
+    "pendulum": {"sequences": 64, "context": 10, "horizon": 40, "samples": 16,
+                 "curves": {n: {"mse": [s * 0.01] * 40, "nll": [s * 100.0] * 40}
+                            for n, s in (("model", .5), ("copy_last", 1.), ("average_of_context", .75),
+                                         ("blank", .8), ("best_of", .25))},
+                 "floor": [30.0] * 40, "spread": [0.01] * 40},
     "compare": {"steps": 300, "seed": 0, "free_nats": None, "samples": 32, "context": 10, "sequences": 8,
                 "wall_seconds": 600.0, "timing": {},
                 "results": {"bounce": {"rnn": future(9.0, "mean_over_40", math.nan),

@@ -8,7 +8,9 @@ redraws the velocity: the future forks exactly there). Models (variants.py): "rn
 only, "ssm" stochastic only, "rssm" both. Same encoder, decoder, sizes, data, steps and seed.
 Writes OUT/<world>/<model>/model.npz, OUT/compare.json, OUT/compare.md and three figures.
 Rerunning the same command reuses the models already trained (same config, same steps) and
-continues an interrupted one from its checkpoint.
+continues an interrupted one from its furthest-along checkpoint. Models of another run (another
+--seed, --free-nats or --steps) and the results of a finished comparison are refused before any
+training, unless --overwrite.
 """
 
 import argparse
@@ -21,19 +23,22 @@ import time
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
 
 from . import plots
-from ..checkpoint import load_train_state, save
+from ..checkpoint import furthest_along, load_train_state, peek, save
 from ..config import Config
 from .evaluate import CONTEXT
 from .futures import SAMPLES, event_metrics, events_dataset, futures_dataset, future_metrics
 from .results import provenance
 from ..model import predict
-from ..utils.files import FolderError, claim_folder, stop_signals, write_text
+from ..utils.files import (FolderError, check_folder, claim_folder, signal_exit_code, stop_signals, stopped_by, tell,
+                           write_text)
 from ..training import init_train_state, train
 
 MODELS = ("rnn", "ssm", "rssm")
 WORLDS = ("bounce", "random")
 DEFAULT_STEPS = 1500
 RESULTS = ("compare.json", "compare.md")
+FIGURES = ("lesson.png", "when_necessary.png", "error_by_horizon.png")     # write_figures draws these
+MODEL_FILES = ("model.npz", "checkpoint.npz")                                # in OUT/<world>/<model>/
 
 
 def parse_args(argv=None):
@@ -52,7 +57,8 @@ def parse_args(argv=None):
                              "prior regression without a free budget")
     parser.add_argument("--sequences", type=int, default=64,
                         help="held-out sequences to measure on (default 64; fewer for a quick look)")
-    parser.add_argument("--overwrite", action="store_true", help="replace compare.json / compare.md found in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results and models of another "
+                        "comparison found in --out (a model of the same config continues from its furthest state)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be a positive integer, got {args.steps}")
@@ -68,10 +74,7 @@ def parse_args(argv=None):
         if unknown or not names:
             parser.error(f"--{flag} takes a comma-separated subset of {','.join(allowed)}, got {getattr(args, flag)!r}")
         setattr(args, flag, [name for name in allowed if name in names])
-    try:
-        args.lock = claim_folder(args.out, RESULTS, args.overwrite)
-    except FolderError as error:
-        parser.error(f"--out {args.out!r} {error}")
+    claim(parser, args)
     return args
 
 
@@ -82,18 +85,60 @@ def model_config(model, world, seed, free_nats=None):
 
 
 def trained_state(folder, config, steps):
-    """A finished model found in `folder` (same config, `steps` steps), or a checkpoint to continue."""
-    for name in ("model.npz", "checkpoint.npz"):
-        path = os.path.join(folder, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            _, saved_config, state = load_train_state(path)
-        except (OSError, ValueError, TypeError):
-            continue
-        if saved_config == config and state is not None and state["step"] <= steps:
-            return state
-    return None
+    """The furthest-along training state of this run in `folder` (same config, at most `steps`
+    steps): (path, state), or (None, None) if there is none to continue."""
+    found = furthest_along([os.path.join(folder, name) for name in MODEL_FILES], config, steps)
+    if found is None:
+        return None, None
+    return found[0], load_train_state(found[0])[2]
+
+
+def claim(parser, args):
+    """The folder and every file the comparison writes, checked before any training: the results and
+    figures of a finished comparison, and models of another run (utils.files.claim_folder)."""
+    try:
+        args.lock = claim_folder(args.out, RESULTS + FIGURES, args.overwrite)
+        for world in args.worlds:
+            for model in args.models:
+                check_folder(os.path.join(args.out, world, model))
+    except FolderError as error:
+        if getattr(args, "lock", None) is not None:
+            args.lock.close()
+        parser.error(f"--out {args.out!r} {error}")
+    foreign = [] if args.overwrite else another_runs_models(args)
+    if foreign:
+        if args.lock is not None:
+            args.lock.close()
+        shown = "; ".join(foreign[:2]) + (f"; and {len(foreign) - 2} more" if len(foreign) > 2 else "")
+        parser.error(f"--out {args.out!r} holds models of another run: {shown}. Rerun with that run's flags to "
+                     f"continue it, pass --overwrite to replace them (a model of this run's config continues from "
+                     f"its furthest-along state), or choose another folder")
+
+
+def another_runs_models(args):
+    """The model files in OUT/<world>/<model>/ this run does not own, each with the reason: another
+    config (--seed, --free-nats), another length (a finished model.npz of other --steps, a
+    checkpoint past --steps), or a file that is not a checkpoint."""
+    foreign = []
+    for world in args.worlds:
+        for model in args.models:
+            config = model_config(model, world, args.seed, args.free_nats)
+            for name in MODEL_FILES:
+                path = os.path.join(args.out, world, model, name)
+                if not os.path.lexists(path):
+                    continue
+                try:
+                    saved, step = peek(path)
+                except (OSError, ValueError) as error:
+                    foreign.append(f"{path}: {error}")
+                    continue
+                differ = [f"{field}={getattr(saved, field)!r}" for field in config.to_dict()
+                          if field != "fused" and getattr(saved, field) != getattr(config, field)]
+                if differ:
+                    foreign.append(f"{path} was trained with {', '.join(differ)}")
+                elif step is None or step > args.steps or (name == "model.npz" and step != args.steps):
+                    foreign.append(f"{path} is a run of {step} steps, and --steps is {args.steps}")
+    return foreign
 
 
 class Progress:
@@ -120,13 +165,17 @@ class Progress:
 
 
 def run_one(args, world, model, progress):
-    """Train (or reuse) one model; return its params, config, seconds of training and median ms/step."""
+    """Train (or reuse, or continue) one model; return its params, config, seconds of training and median ms/step."""
     folder = os.path.join(args.out, world, model)
-    os.makedirs(folder, exist_ok=True)
     config = model_config(model, world, args.seed, args.free_nats)
-    state = trained_state(folder, config, args.steps) or init_train_state(config)
+    path, state = trained_state(folder, config, args.steps)
     label = f"{world}/{model}"
     progress.start(label)
+    if state is None:
+        state = init_train_state(config)
+    elif state["step"] < args.steps:
+        print(f"{label:<14} | continuing from {path} (step {state['step']}, the furthest along)", flush=True)
+    first_step = state["step"]
     if state["step"] < args.steps:
         holder = {"state": state}
 
@@ -140,11 +189,13 @@ def run_one(args, world, model, progress):
             state = train(config, steps=args.steps, state=state, on_step=remember)
         except KeyboardInterrupt:
             current = holder["state"]
-            save(os.path.join(folder, "checkpoint.npz"), current["params"], config, current)
+            if current["step"] > first_step:          # steps of this run to keep (else the files hold them)
+                save(os.path.join(folder, "checkpoint.npz"), current["params"], config, current)
             raise
     else:
-        print(f"{label:<14} | reusing {os.path.join(folder, 'model.npz')} ({state['step']} steps)")
-    save(os.path.join(folder, "model.npz"), state["params"], config, state)
+        print(f"{label:<14} | reusing {path} ({state['step']} steps)")
+    if path is None or os.path.basename(path) != "model.npz" or state["step"] != first_step:
+        save(os.path.join(folder, "model.npz"), state["params"], config, state)
     progress.done_steps += args.steps
     ms = [h["ms"] for h in state["history"]]
     # Seconds of training from the model's own history, so a reused model reports its real cost.
@@ -223,14 +274,23 @@ def write_figures(out, models, results, seed):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except KeyboardInterrupt:
+        tell("\ninterrupted before training started; nothing was written")
+        return 130
     args.provenance = provenance(argv, program="python -m rssm_np.lab.compare")
     try:
-        with stop_signals():
-            return run(args)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the models trained so far are in {args.out}; rerun the same command to continue")
-        return 130
+        with stop_signals() as received:
+            try:
+                return run(args)
+            except KeyboardInterrupt:
+                tell(f"\n{stopped_by(received)}: what was trained so far is kept in {args.out} (the model in training "
+                     f"as its checkpoint.npz); rerun the same command to continue")
+                return signal_exit_code(received)
+            except (OSError, ValueError) as error:
+                tell(f"error: {error}; the models trained so far are in {args.out}")
+                return 1
     finally:
         if args.lock is not None:
             args.lock.close()
@@ -275,4 +335,7 @@ def run(args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # a late Ctrl-C, after the work was kept and the command had ended
+        sys.exit(130)

@@ -26,7 +26,7 @@ import shutil
 import sys
 from collections import namedtuple
 
-from . import compare, seeds
+from . import compare, frames, seeds
 from .planning import LAST_STEPS
 from .results import ROOT, provenance
 from ..utils.files import replace_atomically, write_text
@@ -166,6 +166,7 @@ TABLES = {
     "bench_scaling": Table(bench_table, ("bench_scaling",)),
     "plan": Table(plan_table, ("plan",)),
     "compare": Table(compare_table, ("compare",)),
+    "pendulum": Table(frames.table, ("pendulum",)),
 }
 
 

@@ -27,6 +27,7 @@ FPS = 10                 # frames per second of the window and of the recorded G
 PARTICLES = 8            # K sampled beliefs drawn as dots
 HISTORY = 100            # frames of belief error kept for the strip at the bottom
 MESSAGE_FRAMES = 20      # a message stays on the status line this many frames
+MAX_SCRIPT_KEYS = 1200   # keys in a script: two minutes at FPS (a recording keeps every frame in memory)
 PUSHES = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}   # y grows downwards
 KEYS = ("wait", *PUSHES, "space", "o", "k", "g", "p", "r", "q", "h")
 ALIASES = {"a": "left", "d": "right", "w": "up", "s": "down", " ": "space"}
@@ -188,8 +189,8 @@ def press(game, key, rng):
             return say(game, NO_PLANNING), action
         game = say(dataclasses.replace(game, picking_goal=True), "click where the dot should go")
     elif key.startswith("click:"):
-        if game.picking_goal:
-            goal = tuple(float(v) for v in key[len("click:"):].split(","))
+        if game.picking_goal:        # a click on the edge of the image (or beyond) means the nearest pixel
+            goal = tuple(float(np.clip(float(v), 0, size - 1)) for v in key[len("click:"):].split(","))
             game = say(dataclasses.replace(game, goal=goal, picking_goal=False), "goal set: p lets the planner drive")
     elif key == "p":
         if game.model.planner is None:
@@ -240,10 +241,11 @@ def step(game, key):
     return dataclasses.replace(game, history=(game.history + (entry,))[-HISTORY:])
 
 
-def parse_keys(text):
+def parse_keys(text, size=None):
     """A key script -> a list of keys. "right*5 space wait*15" -> ["right"] * 5 + ["space"] + ["wait"] * 15.
 
-    Raises ValueError naming the first bad word and what was expected.
+    At most MAX_SCRIPT_KEYS keys; with `size` (the image side S), a click must lie on the image,
+    x and y in [0, S - 1]. Raises ValueError naming the first bad word and what was expected.
     """
     if not isinstance(text, str) or not text.split():
         raise ValueError(f"the key script is empty; {SCRIPT_SYNTAX}")
@@ -259,14 +261,21 @@ def parse_keys(text):
                 valid = False
             if not valid:
                 raise ValueError(f"{word!r} is not a click: expected click:X,Y with two numbers, e.g. click:10,20")
+            if size is not None and not all(0 <= float(p) <= size - 1 for p in parts):
+                raise ValueError(f"{word!r} is off the image: a click's x and y are pixels in [0, {size - 1}]")
         elif name not in KEYS:
             raise ValueError(f"{word!r} is not a key; {SCRIPT_SYNTAX}")
         if count == "" and "*" not in word:
             repeat = 1
-        elif count.isdigit() and int(count) >= 1:
-            repeat = int(count)
+        elif count.isdecimal() and count.lstrip("0"):
+            digits = count.lstrip("0")
+            repeat = int(digits) if len(digits) <= 12 else MAX_SCRIPT_KEYS + 1     # more digits: over the limit
         else:
             raise ValueError(f"{word!r} has a bad count: expected KEY*N with N a positive integer, e.g. wait*15")
+        if len(keys) + repeat > MAX_SCRIPT_KEYS:      # counted before the list grows: right*10**12 costs nothing
+            shown = word if len(word) <= 40 else word[:36] + "..."
+            raise ValueError(f"the script is longer than {MAX_SCRIPT_KEYS} keys (at {shown!r}): a recording keeps "
+                             f"every frame in memory; record a shorter script, or several")
         keys.extend([name] * repeat)
     return keys
 

@@ -6,6 +6,11 @@
 Runs the same random episodes (start, goal, 30 real steps) with four planners: zero actions,
 random actions, CEM with the true physics, and CEM inside the model (planning.Planner). Writes
 plan.json, plan_episodes.png and plan.gif next to the model (or into --out) and prints a table.
+
+Like every command that writes (utils/files.py): the folder is checked and claimed before the
+first episode (a plan already there is replaced only with --overwrite), sizes that cannot fit in
+memory are refused by name, and Ctrl-C or SIGTERM keeps the model planner's episodes so far in
+plan_so_far.json and plan.gif (exit code 130 / 143).
 """
 
 import argparse
@@ -16,11 +21,16 @@ import sys
 import numpy as np
 
 from ..checkpoint import load
-from .planning import EPISODE_STEPS, SEARCH, SUCCESS_PX, Planner, evaluate_planners
+from ..config import check_fits_rollout
+from .planning import (EPISODE_STEPS, SEARCH, SUCCESS_PX, Planner, episode_metrics, evaluate_planners, run_episodes,
+                       sample_episodes)
 from .results import provenance
+from ..utils.files import (FolderError, claim_folder, replace_atomically, signal_exit_code, stop_signals, stopped_by,
+                           tell, write_or_keep, write_text_or_keep)
 from ..utils.validate import check_int
 
 FIGURE_EPISODES = 6
+RESULTS = ("plan.json", "plan_episodes.png", "plan.gif", "plan_so_far.json")   # every file plan writes
 
 
 def parse_args(argv=None):
@@ -45,6 +55,8 @@ def parse_args(argv=None):
     parser.add_argument("--readout", choices=("linear", "centroid"), default="centroid",
                         help="how the cost reads the dot from an imagined state (default centroid)")
     parser.add_argument("--out", default=None, help="output folder (default: the model's folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the plan files found in the output folder (default: refuse)")
     args = parser.parse_args(argv)
     if args.top_k > args.candidates:
         parser.error(f"--top-k {args.top_k} must be at most --candidates {args.candidates}")
@@ -57,9 +69,17 @@ def parse_args(argv=None):
     if not args.config.control:
         parser.error(f"model {args.model!r} was trained without actions (--no-control): it never saw a push, "
                      "so it cannot plan one. Train with control (the demo's default) to plan.")
+    try:                                     # every candidate of every episode is imagined at once
+        check_fits_rollout(args.config, args.episodes * args.candidates, args.horizon,
+                           f"--episodes {args.episodes} x --candidates {args.candidates}")
+    except ValueError as error:
+        parser.error(str(error))
+    where = "--out {!r}" if args.out else "the output folder {!r} (the model's; --out chooses another)"
     args.out = args.out or os.path.dirname(os.path.abspath(args.model))
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        parser.error(f"--out {args.out!r} exists and is not a folder")
+    try:
+        args.lock = claim_folder(args.out, RESULTS, args.overwrite)
+    except FolderError as error:
+        parser.error(f"{where.format(args.out)} {error}")
     return args
 
 
@@ -69,12 +89,17 @@ class Recorder:
     def __init__(self, planner, episodes, every=5):
         self.planner, self.episodes, self.every = planner, episodes, every
         self.dreams, self.frames = [], []             # per step: (B, K, 2) positions, (K, S, S) episode 0
+        self.actions, self.seconds = [], 0.0          # per step: (B, A) the model planner executed; its time
+        self.at = ("", 0)                             # (planner, steps done): where a stop signal finds us
         print(f"{'planner':<20} | {'step':>5} | {'ms/step':>7} | {'eta':>6}")
 
     def __call__(self, name, t, seconds):
         step = t + 1
         planning = name == "CEM in the model"
+        self.at = (name, step)
         if planning:
+            self.actions.append(self.planner.last_action.copy())
+            self.seconds = seconds
             dream = self.planner.dream(self.planner.plan)
             self.dreams.append(dream["positions"])
             self.frames.append(dream["frames"][0])
@@ -92,13 +117,6 @@ def table(results):
         lines.append(f"{name:<20} | {r['success_rate']:7.0%} | {r['final_px']:8.2f} | {r['last10_px']:10.2f} | "
                      f"{r['ms_per_step']:7.2f}")
     return "\n".join(lines)
-
-
-def write_json(path, record):
-    with open(path + ".tmp", "w") as file:
-        json.dump(record, file, indent=2)
-    os.replace(path + ".tmp", path)
-    return path
 
 
 def episodes_figure(path, goals, results, dreams, size, episodes=FIGURE_EPISODES, every=6):
@@ -166,41 +184,112 @@ def episode_gif(path, positions, goal, dream_frames, size, scale=6, fps=5):
         distance = np.linalg.norm(positions[t] - goal)
         draw.text((4, image.height + caption + 1), f"step {t}: {distance:.1f} px from the goal (+)", fill="black")
         images.append(canvas)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return path
+    return replace_atomically(path, lambda temporary: images[0].save(temporary, save_all=True, append_images=images[1:],
+                                                                     duration=int(1000 / fps), loop=0))
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    measured = provenance(argv, program="python -m rssm_np.lab.plan")
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        args = parse_args(argv)
+    except KeyboardInterrupt:
+        tell("\ninterrupted before planning started; nothing was written")
+        return 130
+    try:
+        with stop_signals() as received:
+            try:
+                return run(args, received, provenance(argv, program="python -m rssm_np.lab.plan"))
+            except KeyboardInterrupt:         # before the first episode (run keeps what the episodes give)
+                tell(f"\n{stopped_by(received)} before planning started; nothing was written")
+                return signal_exit_code(received)
+    finally:
+        if args.lock is not None:
+            args.lock.close()
+
+
+def run(args, received, measured):
     settings = {"horizon": args.horizon, "candidates": args.candidates, "iterations": args.iterations,
                 "top_k": args.top_k}
     print(f"planning {args.episodes} episodes of {EPISODE_STEPS} steps with {args.model} "
           f"(CEM: {settings}, read-out: {args.readout})")
+    header = {"model": args.model, "episodes": args.episodes, "seed": args.seed, "readout": args.readout,
+              "settings": settings, "steps": EPISODE_STEPS, "success_px": SUCCESS_PX}
     planner = Planner(args.params, args.config, readout=args.readout, **settings)
     recorder = Recorder(planner, args.episodes)
-    goals, results = evaluate_planners(planner, episodes=args.episodes, seed=args.seed, on_step=recorder)
-    record = {"model": args.model, "episodes": args.episodes, "seed": args.seed, "readout": args.readout,
-              "settings": settings, "steps": EPISODE_STEPS, "success_px": SUCCESS_PX,
-              "results": {name: {k: v for k, v in r.items() if k != "positions"} for name, r in results.items()},
-              "provenance": measured}
-    paths = [write_json(os.path.join(args.out, "plan.json"), record)]
-    size = args.config.image_size
-    shown = min(FIGURE_EPISODES, args.episodes)
-    paths.append(episodes_figure(os.path.join(args.out, "plan_episodes.png"), goals, results, recorder.dreams,
-                                 size, episodes=shown))
-    paths.append(episode_gif(os.path.join(args.out, "plan.gif"), results["CEM in the model"]["positions"][0],
-                             goals[0], np.stack(recorder.frames), size))
+    try:
+        goals, results = evaluate_planners(planner, episodes=args.episodes, seed=args.seed, on_step=recorder)
+    except KeyboardInterrupt:                 # Ctrl-C, SIGTERM, SIGHUP (stop_signals): keep the episodes so far
+        return keep_so_far(args, recorder, header, measured, received)
     print()
-    print(table(results))
+    print(table(results))                     # on the screen first: if every write fails, the numbers remain
     print(f"(success: final distance <= {SUCCESS_PX:g} px; ms/step: wall time of one planned step per episode, "
           f"{args.episodes} episodes planned as one batch)")
+    record = {**header, "results": {name: {k: v for k, v in r.items() if k != "positions"}
+                                    for name, r in results.items()}, "provenance": measured}
+    size, shown = args.config.image_size, min(FIGURE_EPISODES, args.episodes)
+
+    def write_all():                          # each file where it belongs, or under a fallback name beside it
+        return [write_text_or_keep(os.path.join(args.out, "plan.json"), json.dumps(record, indent=2)),
+                write_or_keep(os.path.join(args.out, "plan_episodes.png"), lambda target: episodes_figure(
+                    target, goals, results, recorder.dreams, size, episodes=shown)),
+                write_or_keep(os.path.join(args.out, "plan.gif"), lambda target: episode_gif(
+                    target, results["CEM in the model"]["positions"][0], goals[0], np.stack(recorder.frames), size))]
+
+    code = 0
+    try:
+        paths = write_all()
+    except KeyboardInterrupt:                 # a stop signal cut a write short; later ones are ignored: write again
+        paths, code = write_all(), signal_exit_code(received)
+        tell(f"\n{stopped_by(received)} while writing the results: wrote them all the same")
+    except OSError as error:
+        tell(f"error: could not write the results to {args.out!r} or a fallback ({error}); the table above has them")
+        return 1
     print("\nwrote:")
     for path in paths:
         print(f"  {path}")
-    return 0
+    return code
+
+
+def episodes_so_far(args, steps, actions):
+    """The model planner's episodes up to `steps`: the actions it executed, replayed in the real world
+    (run_episodes is deterministic given the actions). Returns positions (B, steps + 1, 2), goals (B, 2)."""
+    size, boundary = args.config.image_size, args.config.boundary
+    starts, goals = sample_episodes(args.episodes, size, args.seed, boundary)
+    executed = iter(actions[:steps])
+    positions, _ = run_episodes(lambda frames, states, goals: next(executed), starts, goals, size, boundary,
+                                steps=steps)
+    return positions, goals
+
+
+def keep_so_far(args, recorder, header, measured, received):
+    """What a stopped plan keeps: the model planner's episodes up to its last finished step, in
+    plan_so_far.json (their metrics so far) and plan.gif (episode 0). The reference planners run
+    before it; evaluate_planners returns all four together, so theirs are not kept."""
+    reason, code = stopped_by(received), signal_exit_code(received)
+    name, step = recorder.at
+    steps = min(len(recorder.actions), len(recorder.frames))
+    if steps == 0:
+        tell(f"\n{reason} at step {step}/{EPISODE_STEPS} of {name or 'the first planner'}, before the model's planner "
+             f"made a step: nothing to keep, nothing written")
+        return code
+    positions, goals = episodes_so_far(args, steps, recorder.actions)
+    record = {**header, "stopped_after_step": steps,
+              "results": {"CEM in the model": episode_metrics(positions, goals, recorder.seconds)},
+              "provenance": measured}
+    try:
+        paths = [write_text_or_keep(os.path.join(args.out, "plan_so_far.json"), json.dumps(record, indent=2)),
+                 write_or_keep(os.path.join(args.out, "plan.gif"), lambda target: episode_gif(
+                     target, positions[0], goals[0], np.stack(recorder.frames[:steps]), args.config.image_size))]
+    except OSError as error:
+        tell(f"\n{reason} at step {steps}/{EPISODE_STEPS} of the model's planner; could not keep its episodes "
+             f"({error})")
+        return code
+    tell(f"\n{reason}: kept the model planner's {args.episodes} episodes up to step {steps}/{EPISODE_STEPS} in "
+         f"{' and '.join(paths)}")
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # a late Ctrl-C, after the work was kept and the command had ended
+        sys.exit(130)

@@ -14,6 +14,10 @@ With eyes open the particles collapse onto the image; with eyes closed they fan 
 
 The game (rssm_np/game.py) is a plain value stepped by step(game, key) -> game; this file only
 draws it and runs the window and the recording, so the rules are tested without a screen.
+A recording keeps its promises as every command that writes does (utils/files.py): OUT.gif and
+OUT.png are checked before the first frame (replaced only with --overwrite), a key script is
+bounded (game.MAX_SCRIPT_KEYS) and the particles must fit in memory, and Ctrl-C or SIGTERM
+writes the frames recorded so far as the GIF (exit code 130 / 143).
 Shapes (the glossary is in model.py): P belief rows (row 0 the mean path, then the particles),
 S image side.
 """
@@ -29,8 +33,11 @@ import matplotlib.pyplot as plt  # before plots: the play window chooses its own
 import numpy as np
 
 from . import plots
+from ..config import check_fits_rollout
 from .game import (ALIASES, DEFAULT_SCRIPT, FPS, HELP, HISTORY, KEYS, PARTICLES, load_model, measurements,
                    new_game, parse_keys, step)
+from ..utils.files import (FolderError, claim_folder, replace_atomically, signal_exit_code, stop_signals, stopped_by,
+                           tell, write_or_keep)
 from ..world import render
 
 class Screen:
@@ -160,12 +167,26 @@ def gif_palette(frames, greys=96, colours=96):
     return palette
 
 
+class Stopped(Exception):
+    """A recording cut short by a stop signal; the frames recorded so far were written to `paths`."""
+
+    def __init__(self, frames, paths):
+        super().__init__(f"{frames} frames kept in {' and '.join(paths)}")
+        self.frames, self.paths = frames, paths
+
+
+def frame_path(gif_path):
+    """Where the recording's last frame goes: the GIF's name with .png."""
+    return os.path.splitext(gif_path)[0] + ".png"
+
+
 def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
     """Play a key script with no window; write gif_path and the last frame beside it as .png.
 
     Returns (last game, the log [(t, eyes_open, error, spread)] of every frame, paths, seconds).
+    A stop signal (KeyboardInterrupt) ends the script early: the frames so far are written, and
+    Stopped says where.
     """
-    from PIL import Image
     started = time.perf_counter()
     fig = new_figure()
     game = new_game(model, seed, particles=particles)
@@ -176,30 +197,49 @@ def record(model, keys, gif_path, seed=0, particles=PARTICLES, report=print):
         screen.show(game)
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())              # (height, width, 3)
 
-    grab()
-    for i, key in enumerate(keys):
-        game = step(game, key)
-        if game.quit:
-            break
-        if key == "r":
-            log = []
+    try:
         grab()
-        if key != "h":
-            log.append(game.history[-1])
-        if (i + 1) % 25 == 0 and i + 1 < len(keys):
-            elapsed = time.perf_counter() - started
-            eta = elapsed / (i + 1) * (len(keys) - i - 1)
-            report(f"frame {i + 1:4d}/{len(keys)} | {elapsed:5.1f} s | eta {eta:4.1f} s")
-    png_path = os.path.splitext(gif_path)[0] + ".png"
-    plots.save_atomically(png_path, lambda temporary: Image.fromarray(frames[-1]).save(temporary))
+        for i, key in enumerate(keys):
+            game = step(game, key)
+            if game.quit:
+                break
+            if key == "r":
+                log = []
+            grab()
+            if key != "h":
+                log.append(game.history[-1])
+            if (i + 1) % 25 == 0 and i + 1 < len(keys):
+                elapsed = time.perf_counter() - started
+                eta = elapsed / (i + 1) * (len(keys) - i - 1)
+                report(f"frame {i + 1:4d}/{len(keys)} | {elapsed:5.1f} s | eta {eta:4.1f} s")
+        stopped = False
+    except KeyboardInterrupt:
+        stopped = True
     plt.close(fig)
+    if not frames:
+        raise Stopped(0, [])
+    try:
+        paths = write_recording(frames, gif_path)
+    except KeyboardInterrupt:      # a stop signal cut the write short; later ones are ignored: write again
+        paths, stopped = write_recording(frames, gif_path), True
+    if stopped:
+        raise Stopped(len(frames), paths)
+    return game, log, paths, time.perf_counter() - started
+
+
+def write_recording(frames, gif_path):
+    """The frames as a GIF at gif_path and the last one as a PNG beside it (each with write_or_keep's
+    fallback if its place refuses it at the end); returns the two paths written."""
+    from PIL import Image
+    png_path = write_or_keep(frame_path(gif_path), lambda target: replace_atomically(
+        target, lambda temporary: Image.fromarray(frames[-1]).save(temporary)))
     # One shared palette, no dithering: unchanged pixels stay identical from frame to frame, so
     # the GIF stores little more than what moved.
     palette = gif_palette(frames)
     images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
-    plots.save_atomically(gif_path, lambda temporary: images[0].save(
-        temporary, save_all=True, append_images=images[1:], duration=1000 // FPS, loop=0, optimize=True))
-    return game, log, (gif_path, png_path), time.perf_counter() - started
+    gif_path = write_or_keep(gif_path, lambda target: replace_atomically(target, lambda temporary: images[0].save(
+        temporary, save_all=True, append_images=images[1:], duration=1000 // FPS, loop=0, optimize=True)))
+    return gif_path, png_path
 
 
 class Window:
@@ -235,7 +275,10 @@ class Window:
 
     def on_click(self, event):
         if self.game.picking_goal and event.inaxes in self.screen.panels and event.xdata is not None:
-            self.queue.append(f"click:{event.xdata:.1f},{event.ydata:.1f}")
+            # The axes reach half a pixel past the image's first and last pixel centres: clamp onto it.
+            last = self.game.model.config.image_size - 1
+            x, y = (float(np.clip(value, 0, last)) for value in (event.xdata, event.ydata))
+            self.queue.append(f"click:{x:.1f},{y:.1f}")
 
     def tick(self):
         self.ticks.append(time.perf_counter())
@@ -290,16 +333,13 @@ def parse_args(argv=None):
                         help="seed of the start, the kicks and the particles (default 0)")
     parser.add_argument("--particles", type=int, default=PARTICLES,
                         help=f"sampled beliefs drawn as dots (default {PARTICLES})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --record: replace OUT.gif and OUT.png if they exist (default: refuse)")
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     if args.particles < 1:
         parser.error(f"--particles must be a positive integer, got {args.particles}")
-    script = args.keys if args.keys is not None else (DEFAULT_SCRIPT if args.record is not None else None)
-    try:
-        args.script = [] if script is None else parse_keys(script)
-    except ValueError as error:
-        parser.error(f"--keys: {error}")
     if args.record is not None and not args.record.lower().endswith(".gif"):
         parser.error(f"--record must name a .gif file, got {args.record!r}")
     if args.record is not None and os.path.isdir(args.record):
@@ -308,6 +348,22 @@ def parse_args(argv=None):
         args.loaded = load_model(args.model)
     except (OSError, ValueError, TypeError) as error:
         parser.error(f"model: {error}")
+    config = args.loaded.config
+    script = args.keys if args.keys is not None else (DEFAULT_SCRIPT if args.record is not None else None)
+    try:
+        args.script = [] if script is None else parse_keys(script, size=config.image_size)
+    except ValueError as error:
+        parser.error(f"--keys: {error}")
+    try:                                      # the mean path and every particle take one row each
+        check_fits_rollout(config, args.particles + 1, 1, f"--particles {args.particles}")
+    except ValueError as error:
+        parser.error(str(error))
+    if args.record is not None:               # both files' place, checked before the first frame
+        folder, gif = os.path.split(os.path.abspath(args.record))
+        try:
+            claim_folder(folder, (gif, os.path.basename(frame_path(gif))), args.overwrite, lock=False)
+        except FolderError as error:
+            parser.error(f"--record {args.record!r}: its folder {folder!r} {error}")
     if args.record is None:
         if plt.get_backend().lower() in ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template"):
             parser.error(f"no display to open a window on (matplotlib chose the '{plt.get_backend()}' backend). "
@@ -327,7 +383,28 @@ def print_table(rows):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except KeyboardInterrupt:
+        tell("\ninterrupted before the game started; nothing was written")
+        return 130
+    with stop_signals() as received:
+        try:
+            return play(args)
+        except Stopped as stopped:
+            kept = f"kept the {stopped.frames} frames recorded so far in {' and '.join(stopped.paths)}" \
+                if stopped.paths else "no frame had been recorded; nothing written"
+            tell(f"\n{stopped_by(received)}: {kept}")
+        except KeyboardInterrupt:              # in the window, or while the recording was being written
+            tell(f"\n{stopped_by(received)}" + ("" if args.record is None else "; nothing written"))
+        except OSError as error:
+            tell(f"error: could not write the recording ({error})")
+            return 1
+        return signal_exit_code(received)
+
+
+def play(args):
+    """Record or show the game; print its measurements. Returns the exit code."""
     model = args.loaded
     if args.record is not None:
         plt.switch_backend("Agg")
@@ -357,4 +434,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:        # a late Ctrl-C, after the work was kept and the command had ended
+        sys.exit(130)

@@ -21,7 +21,8 @@ import sys
 import time
 
 from ..utils.cli import dest, positive_int, typed
-from ..utils.files import signal_exit_code, stopped_by, tell, write_text
+from ..utils.files import (FolderError, claim_folder, signal_exit_code, stopped_by, tell, write_text,
+                           write_text_or_keep)
 
 # What each seed's demo is handed besides the config flags (demo.CONFIG_FLAGS), its own --seed and
 # its own --out: these, as the --seeds run was given them (--resume, --no-eval, --jobs stay behind).
@@ -132,34 +133,78 @@ def seed_command(demo, args, seed, config_flags):
     return words + [flag for flag in RUN_SWITCHES if getattr(args, dest(flag))]
 
 
+def check_folders(args, results):
+    """Claim and release each seed's folder (utils.files.claim_folder), so a seed folder that is a
+    file, read-only, in use, or holds another run's results stops the --seeds run before any seed
+    starts. Raises FolderError naming the folder."""
+    for seed in range(args.seed, args.seed + args.seeds):
+        folder = os.path.join(args.out, f"seed{seed}")
+        try:
+            lock = claim_folder(folder, results, args.overwrite)
+        except FolderError as error:
+            raise FolderError(f"--out {args.out!r}: the folder of seed {seed}, {folder!r}, {error}") from None
+        if lock is not None:
+            lock.close()
+
+
+def stop_seeds(running, patience=60.0):
+    """Stop the seeds still running, as Ctrl-C would: SIGINT, so each saves its checkpoint and says how
+    to resume in its log; one that has not ended after `patience` seconds is killed. They run in
+    their own session (a Ctrl-C in the terminal reaches only this process), so they are ours to stop."""
+    for process, log, _ in running.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.perf_counter() + patience
+    for process, log, _ in running.values():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def write_summary(args, folders, stopped=False):
+    """seeds.md and seeds.json for the seeds in `folders` (those that finished); returns the table."""
+    summary = summarize(folders)
+    text = table(summary, [os.path.basename(f) for f in folders])
+    write_text_or_keep(os.path.join(args.out, "seeds.md"), text + "\n")
+    record = {"folders": folders, "rows": summary, **({"stopped_early": True} if stopped else {}),
+              "provenance": args.provenance}
+    write_text_or_keep(os.path.join(args.out, "seeds.json"), json.dumps(record, indent=1))
+    return text
+
+
 def run_seeds(demo, args, received, config_flags):
     """Run the demo once per seed (J at a time), then the mean ± std table of their metrics.
-    received: the stop signals seen so far (utils.files.stop_signals). Returns the exit code."""
+    received: the stop signals seen so far (utils.files.stop_signals). Returns the exit code.
+
+    However this process ends short of the table (Ctrl-C, SIGTERM, any error here), it stops the
+    seeds still running, writes the table of the seeds that finished, and says so."""
     order = list(range(args.seed, args.seed + args.seeds))
-    folders = [os.path.join(args.out, f"seed{seed}") for seed in order]
+    folders = {seed: os.path.join(args.out, f"seed{seed}") for seed in order}
     env = dict(os.environ)
     if args.jobs > 1:
         env["OPENBLAS_NUM_THREADS"] = "1"      # J processes with 2 BLAS threads each thrash 2 cores
     print(f"{args.seeds} seeds ({', '.join(map(str, order))}), {args.jobs} at a time; each run's output goes "
           f"to its folder's log.txt", flush=True)
-    start, running, failed, waiting = time.perf_counter(), {}, [], list(zip(order, folders))
+    start, running, finished, failed, waiting = time.perf_counter(), {}, [], [], list(order)
     last_print = start
     try:
         while waiting or running:
             while waiting and len(running) < args.jobs:
-                seed, folder = waiting.pop(0)
-                os.makedirs(folder, exist_ok=True)
-                log = open(os.path.join(folder, "log.txt"), "w")
+                seed = waiting.pop(0)
+                os.makedirs(folders[seed], exist_ok=True)
+                log = open(os.path.join(folders[seed], "log.txt"), "w")
                 running[seed] = (subprocess.Popen(seed_command(demo, args, seed, config_flags), stdout=log,
                                                   stderr=subprocess.STDOUT, env=env, start_new_session=True),
-                                 log, folder)
+                                 log, folders[seed])
             time.sleep(1.0)
             for seed, (process, log, folder) in list(running.items()):
                 if process.poll() is not None:
                     log.close()
                     del running[seed]
-                    if process.returncode:
-                        failed.append(seed)
+                    (failed if process.returncode else finished).append(seed)
                     done = args.seeds - len(waiting) - len(running)
                     print(f"seed {seed}: {'finished' if not process.returncode else f'failed (exit {process.returncode})'}"
                           f" after {time.perf_counter() - start:.0f} s; {done}/{args.seeds} done; "
@@ -168,26 +213,36 @@ def run_seeds(demo, args, received, config_flags):
                 last_print = time.perf_counter()
                 print(" | ".join(f"seed {seed}: {last_progress(folder)}" for seed, (_, _, folder) in running.items()),
                       flush=True)
+        if not finished:
+            tell("error: every seed failed; see the log.txt in each seed folder")
+            return 1
+        text = write_summary(args, [folders[seed] for seed in order if seed in finished])
+    except Exception as error:                # KeyboardInterrupt (every stop signal) is handled below
+        return stopped_early(args, running, finished, folders, f"error: {error}", 1)
     except KeyboardInterrupt:
-        for process, log, _ in running.values():
-            process.send_signal(signal.SIGINT)        # each run saves its checkpoint and says how to resume
-        for process, log, _ in running.values():
-            process.wait()
-            log.close()
-        tell(f"\n{stopped_by(received)}: each unfinished seed saved its checkpoint in its folder (see its log.txt)")
-        return signal_exit_code(received)
-    finished = [f for seed, f in zip(order, folders) if seed not in failed]
-    if not finished:
-        tell("error: every seed failed; see the log.txt in each seed folder")
-        return 1
-    summary = summarize(finished)
-    text = table(summary, [os.path.basename(f) for f in finished])
-    write_text(os.path.join(args.out, "seeds.md"), text + "\n")
-    write_text(os.path.join(args.out, "seeds.json"), json.dumps({"folders": finished, "rows": summary,
-                                                                 "provenance": args.provenance}, indent=1))
+        return stopped_early(args, running, finished, folders, stopped_by(received), signal_exit_code(received))
     print(text)
     print(f"wrote {os.path.join(args.out, 'seeds.md')} and seeds.json" + (f"; failed seeds: {failed}" if failed else ""))
     return 1 if failed else 0
+
+
+def stopped_early(args, running, finished, folders, reason, code):
+    """The end of a --seeds run cut short: stop the running seeds, keep the table of the finished ones, say so."""
+    stopping = sorted(running)
+    stop_seeds(running)
+    said = f"\n{reason}: "
+    if stopping:
+        said += f"stopped seeds {stopping}, each as Ctrl-C does: it saved what it had (see its folder's log.txt); "
+    done = [folders[seed] for seed in sorted(finished)]
+    try:
+        if not done:
+            raise ValueError("no seed had finished")
+        write_summary(args, done, stopped=True)
+        said += f"wrote the table of the {len(done)} finished seed(s) to {os.path.join(args.out, 'seeds.md')}"
+    except (OSError, ValueError) as error:
+        said += f"no table written ({error})"
+    tell(said)
+    return code
 
 
 def last_progress(folder):

@@ -4,8 +4,12 @@
   a crash or Ctrl-C mid-write leaves the previous file whole.
 
 - claim_folder: the output folder is checked (a folder, creatable, writable), locked against a
-  second run at the same time, and refused if it holds another run's results the user did not
-  ask to replace. All of this before any training starts.
+  second run at the same time, and refused if it already holds any file the command would write
+  (another run's or another command's results) the user did not ask to replace. All of this
+  before any work starts. check_folder is the first part alone (compare checks each
+  OUT/<world>/<model>/ folder with it).
+- write_or_keep: a write that still fails at the end keeps what was computed under a fallback
+  name (beside the file, else in the system's temporary folder) and says where.
 - stop_signals: Ctrl-C (once or twice), SIGTERM and SIGHUP all become one KeyboardInterrupt, so
   the command saves what it has and exits politely; a second signal cannot cut the save short.
 - silence_stdout: after the reader closed our stdout (`| head`), later prints go nowhere.
@@ -34,7 +38,11 @@ class FolderError(ValueError):
     """The output folder cannot be used; the message says why and what to do."""
 
 
-def _check_creatable(out):
+def check_folder(out):
+    """Raise FolderError unless `out` is a folder, or can be made one, that this process can write in.
+
+    Refused: '', a regular file, a path under a regular file, a broken symlink, a read-only folder.
+    """
     if out == "":
         raise FolderError("must name a folder, got ''")
     if os.path.islink(out) and not os.path.exists(out):
@@ -76,26 +84,30 @@ def _lock(out):
     return file
 
 
-def claim_folder(out, results, overwrite=False, resuming=None):
+def claim_folder(out, results, overwrite=False, resuming=None, how_to_continue=None, lock=True):
     """Make `out` this run's folder, or raise FolderError.
 
-    results: the file names a run writes there (a model, a checkpoint, metrics). If one already
-    exists, the folder holds another run's work: refused unless overwrite, or unless `resuming`
-    (the path of the checkpoint this run continues) lies in this very folder. Returns the lock
-    (keep it open for the run; close it at the end).
+    results: every file the command writes there (models, checkpoints, metrics, figures; a path
+    below `out` for a file in a subfolder). If one already exists, the folder holds the work of
+    another run, or of another command: refused unless overwrite, or unless `resuming` (the path
+    of the checkpoint this run continues) lies in this very folder. how_to_continue: the words
+    the refusal offers for continuing that run (e.g. "--resume OUT/checkpoint.npz to continue
+    that run"). Returns the lock (keep it open for the run; close it at the end), or None when
+    lock is False (a command that writes one file pair, not a run folder, leaves no OUT/.lock).
     """
-    _check_creatable(out)
-    lock = _lock(out)
-    found = [name for name in results if os.path.exists(os.path.join(out, name))]
+    check_folder(out)
+    held = _lock(out) if lock else None
+    found = [name for name in results if os.path.lexists(os.path.join(out, name))]
     continuing = resuming is not None and os.path.realpath(os.path.dirname(os.path.abspath(resuming))) == \
         os.path.realpath(out)
     if found and not (overwrite or continuing):
-        if lock is not None:
-            lock.close()
-        raise FolderError(f"already holds another run's results ({', '.join(found)}); pass --overwrite to "
-                          f"replace them, --resume {os.path.join(out, found[0])} to continue that run, "
-                          f"or choose another folder")
-    return lock
+        if held is not None:
+            held.close()
+        shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise FolderError(f"already holds another run's results ({shown}); pass --overwrite to "
+                          f"replace them, " + (f"{how_to_continue}, " if how_to_continue else "") +
+                          "or choose another folder")
+    return held
 
 
 @contextlib.contextmanager
@@ -251,6 +263,38 @@ def replace_atomically(path, write_path):
             os.remove(temporary)
         raise
     return path
+
+
+def fallback_paths(path):
+    """Where write_or_keep puts a file its own path refused: NAME.unsaved-PID.EXT beside it, then
+    the same name in the system's temporary folder (another disk, most likely writable)."""
+    stem, suffix = os.path.splitext(os.path.basename(path))
+    name = f"{stem}.unsaved-{os.getpid()}{suffix}"
+    return [os.path.join(os.path.dirname(os.path.abspath(path)), name), os.path.join(tempfile.gettempdir(), name)]
+
+
+def write_or_keep(path, write):
+    """write(path), a function that writes the file at the path it is given (atomically: e.g.
+    lambda target: write_text(target, text)); if that fails (the folder went read-only, the disk
+    filled, a file took the folder's name), write(fallback) for each of fallback_paths until one
+    takes it, said on stderr. Returns the path written. Raises the first OSError if none takes
+    it: the caller then says what is lost."""
+    try:
+        return write(path)
+    except OSError as error:
+        for fallback in fallback_paths(path):
+            try:
+                write(fallback)
+            except OSError:
+                continue
+            tell(f"warning: could not write {path} ({error.strerror or error}); kept it as {fallback}")
+            return fallback
+        raise
+
+
+def write_text_or_keep(path, text):
+    """write_text with write_or_keep's fallback."""
+    return write_or_keep(path, lambda target: write_text(target, text))
 
 
 def machine_memory():

@@ -90,10 +90,9 @@ def check_array(name, value, ndim, last_dims=(), unit_interval=False, dtype=None
                          f"got values up to {np.abs(value).max():.3g}")
     if unit_interval and (value.min() < 0 or value.max() > 1):
         low, high = float(value.min()), float(value.max())
-        if float(f"{low:.3g}") >= 0 and float(f"{high:.3g}") <= 1:   # three digits would hide it: say so
-            excess = max(-low, high - 1)
-            raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{low!r}, {high!r}]: outside by "
-                             f"{excess:.1e}, a rounding step; np.clip({name}, 0, 1) fixes it")
+        if -ROUNDING <= low and high <= 1 + ROUNDING:    # three digits would print [0, 1]: show the step, name it
+            raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{low:.9g}, {high:.9g}], a rounding "
+                             f"step outside [0, 1]: clip them, np.clip({name}, 0, 1)")
         raise ValueError(f"{name} must lie in [0, 1] (frames), got values in [{low:.3g}, {high:.3g}]")
     return value
 
