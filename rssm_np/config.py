@@ -47,7 +47,10 @@ class Config:
     kl_scale: float = 1.0         # weight of KL(q || p) in the loss; 1.0 is the true ELBO
     kl_balance: float = 0.0       # 0: off; a in (0, 1]: KL balancing (DreamerV2), the prior's share a of the KL's
                                   # gradient, the posterior's 1 - a (levers.balanced_kl)
-    overshooting: int = 1         # D: latent overshooting distance (PlaNet); 1: off, the plain ELBO (levers.overshooting_kl)
+    overshooting: int = 1         # D: latent overshooting distance (PlaNet); 1: off, the plain ELBO (levers.overshooting_kl);
+                                  # for the rnn, its prior's mean regressed onto the posterior's 2 .. D steps ahead
+    obs_overshooting: int = 1     # D: observation overshooting (PlaNet); also decode the prior's dreams 2 .. D steps
+                                  # ahead and score them against the frames (levers.observation_overshooting); 1: off
     masked_likelihood: bool = True  # with occlusion, count reconstruction only on unhidden pixels
     # --- training ---
     batch_size: int = 16          # B: sequences per step
@@ -113,12 +116,13 @@ def check_config(config):
     check("kl_balance", validate.check_number, minimum=0.0, maximum=1.0)
     check("push_share", validate.check_number, minimum=0.0, maximum=1.0)
     check("overshooting", validate.check_int, minimum=1)
+    check("obs_overshooting", validate.check_int, minimum=1)
+    if config.obs_overshooting > config.seq_len:
+        raise ValueError(f"config.obs_overshooting ({config.obs_overshooting}) must be <= config.seq_len "
+                         f"({config.seq_len}): a dream d steps ahead needs d frames")
     if config.overshooting > config.seq_len:
         raise ValueError(f"config.overshooting ({config.overshooting}) must be <= config.seq_len ({config.seq_len}): "
                          f"a prior d steps ahead needs d frames")
-    if config.overshooting > 1 and config.model == "rnn":
-        raise ValueError("config.overshooting > 1 needs a stochastic prior to sample from; model 'rnn' has none "
-                         "(use model 'rssm' or 'ssm', or overshooting 1)")
     check("learning_rate", validate.check_number, minimum=0.0, maximum=largest, strict_minimum=True)
     check("min_learning_rate", validate.check_number, minimum=0.0, maximum=largest)
     if config.min_learning_rate > config.learning_rate:

@@ -1,11 +1,14 @@
-"""Two levers on the bound's KL term: they change its gradient, not the bound's meaning.
+"""Levers on the bound: they train the prior harder, not the bound's meaning.
 
-    KL balancing (DreamerV2)         config.kl_balance = a in (0, 1]          balanced_kl
-    latent overshooting (PlaNet)     config.overshooting = D > 1              overshooting_kl
+    KL balancing (DreamerV2)               config.kl_balance = a in (0, 1]        balanced_kl
+    latent overshooting (PlaNet)           config.overshooting = D > 1            overshooting_kl
+    observation overshooting (PlaNet)      config.obs_overshooting = D > 1        observation_overshooting
 
-model.negative_elbo calls kl_term when either is on; with both off the KL term is the plain
-max(mean KL, free nats). `python demo.py --kl-balance 0.8` or `--overshooting 3` trains with one;
-docs/levers.md says how to measure what each buys.
+model.negative_elbo calls kl_term when either of the first two is on (with both off the KL term is
+the plain max(mean KL, free nats)), and adds observation_overshooting to the reconstruction when it
+is on. `python demo.py --kl-balance 0.8` or `--overshooting 3` trains with one; docs/levers.md says
+how to measure what each buys. The deterministic "rnn" of `python -m rssm_np.lab.compare` dreams
+only with observation overshooting (docs/why-both-paths.md).
 
 Shapes (the glossary is in model.py): B batch, T time, Z stoch, D overshooting distance.
 """
@@ -13,7 +16,8 @@ Shapes (the glossary is in model.py): B batch, T time, Z stoch, D overshooting d
 from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
 
 from . import variants
-from .distributions import free_nats, kl_gaussian
+from .distributions import bernoulli_nll, free_nats, kl_gaussian
+from .layers import mean_of
 
 
 def kl_term(params, config, post, prior, kl, prev_actions, overshoot_eps, img_step):
@@ -78,4 +82,29 @@ def overshooting_kl(params, config, post, prior, prev_actions, overshoot_eps, im
         target_mean = stop_gradient(post["mean"][:, d - 1:])                       # (B, T - d + 1, Z)
         target_std = stop_gradient(post["std"][:, d - 1:])
         terms.append(free_nats(kl_gaussian(target_mean, target_std, mean, std), config.free_nats))
+    return sum(terms) / len(terms)
+
+
+def observation_overshooting(params, config, post, prior, pixels, weight, prev_actions, img_step, decode):
+    """Observation overshooting (PlaNet, section 4): decode the prior's own dreams, d = 2 .. D steps
+    past the last image, and score them against the frames that came.
+
+        term = mean_{d=2..D} mean_{b,t} -log p(x_t | h_t, z_t ~ p_d(z_t | z_{t-d}))
+
+    The dream runs on the prior's mean (no noise): from the one-step prior p_1 at every t (h_t and
+    its mean), one more img_step per distance, as in overshooting_kl. Unlike latent overshooting,
+    which pulls the dreamed z toward the posterior's, this trains the transition on its own
+    open-loop guesses in the frame's terms: what an imagined rollout is judged by. It costs one
+    decoder pass over B*T rows per distance. pixels (B, T, D); weight (B, T, D) or None.
+    """
+    batch, steps = prev_actions.shape[:2]
+    deter, mean = post["deter"], prior["mean"]                                   # p_1 at every t, (B, T, .)
+    terms = []
+    for d in range(2, config.obs_overshooting + 1):
+        rows = batch * (steps - d + 1)
+        state = {"deter": deter[:, :-1].reshape(rows, -1), "stoch": mean[:, :-1].reshape(rows, -1)}
+        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
+        deter, mean = (dream[key].reshape(batch, steps - d + 1, -1) for key in ("deter", "mean"))
+        frames = decode(params, config, {"deter": deter, "stoch": mean})            # (B, T - d + 1, D)
+        terms.append(mean_of(bernoulli_nll(frames, pixels[:, d - 1:], None if weight is None else weight[:, d - 1:])))
     return sum(terms) / len(terms)

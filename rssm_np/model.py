@@ -238,8 +238,8 @@ def negative_elbo(params, config, pixels, prev_actions, eps, weight=None, oversh
 
     with z_t ~ q(z_t | h_t, x_t) sampled by eps. pixels (B, T, D) in [0, 1]; prev_actions
     (B, T, A) = a_{t-1}; eps (B, T, Z); weight (B, T, D) of 0/1 for the masked likelihood, or None.
-    The levers (config.kl_balance, config.overshooting > 1 with noise overshoot_eps (D - 1, B, T, Z))
-    change the KL term's gradient, not the bound's meaning: levers.kl_term.
+    The levers (config.kl_balance, config.overshooting > 1 with noise overshoot_eps (D - 1, B, T, Z),
+    config.obs_overshooting > 1) train the prior harder, not the bound's meaning: levers.py.
     Returns (loss, reconstruction term, mean KL), all traced; training.loss is the checked version.
     """
     embed = encode(params, pixels)                                                # (B, T, E)
@@ -251,7 +251,11 @@ def negative_elbo(params, config, pixels, prev_actions, eps, weight=None, oversh
         kl_loss = levers.kl_term(params, config, post, prior_state, kl, prev_actions, overshoot_eps, img_step)
     else:
         kl_loss = free_nats(kl, config.free_nats)                                 # max(mean KL, free nats)
-    return recon + config.kl_scale * kl_loss, recon, mean_of(kl)
+    loss = recon + config.kl_scale * kl_loss
+    if config.obs_overshooting > 1:                # also score the prior's own dreams against the frames
+        loss = loss + levers.observation_overshooting(params, config, post, prior_state, pixels, weight,
+                                                      prev_actions, img_step, decode)
+    return loss, recon, mean_of(kl)
 
 
 # --- using the model --------------------------------------------------------------------------
