@@ -214,8 +214,11 @@ def run_one(args, world, model, progress):
         save(os.path.join(folder, "model.npz"), state["params"], config, state)
     progress.done_steps += args.steps
     ms = [h["ms"] for h in state["history"]]
-    # Seconds of training from the model's own history, so a reused model reports its real cost.
-    return state["params"], config, sum(ms) / 1000, float(np.median(ms)) if ms else float("nan")
+    # From the model's own history, so a reused model reports its real cost: seconds of training,
+    # and the share of steps whose mean KL sat below the free nats, where the KL term (the rnn's
+    # only training of its prior) has no gradient at all (distributions.free_nats).
+    idle = float(np.mean([h["kl"] < config.free_nats for h in state["history"]])) if ms else float("nan")
+    return state["params"], config, sum(ms) / 1000, float(np.median(ms)) if ms else float("nan"), idle
 
 
 def table(results):
@@ -320,9 +323,10 @@ def run(args):
     progress = Progress(len(runs), args.steps)
     trained, timing = {}, {}
     for world, model in runs:
-        params, config, seconds, ms = run_one(args, world, model, progress)
+        params, config, seconds, ms, idle = run_one(args, world, model, progress)
         trained.setdefault(world, {})[model] = (params, config)
-        timing[f"{world}/{model}"] = {"train_seconds": round(seconds, 1), "ms_per_step": round(ms, 1)}
+        timing[f"{world}/{model}"] = {"train_seconds": round(seconds, 1), "ms_per_step": round(ms, 1),
+                                      "kl_below_free_nats": round(idle, 3)}
     print("measuring imagined futures on held-out sequences ...", flush=True)
     results = {}
     for world, by_model in trained.items():
