@@ -52,9 +52,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and noise (default 0)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated subset of {','.join(WORLDS)}")
-    parser.add_argument("--rnn-recipe", choices=tuple(RECIPES), default="fair",
-                        help="fair (default): the rnn without free nats, its dreams decoded and scored up to "
-                             f"{RNN_OVERSHOOTING} steps ahead; old: the RSSM's recipe, one step ahead with free nats")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default="fair",
+                        help=f"fair (default): every model learns from its dreams decoded up to {OVERSHOOTING} "
+                             "steps ahead, the rnn without free nats; old: Config's defaults for all")
     parser.add_argument("--free-nats", type=float, default=None,
                         help="free nats of every model (default: Config's 1.0); e.g. 0 to train the RNN's "
                              "prior regression without a free budget")
@@ -82,14 +82,16 @@ def parse_args(argv=None):
 
 
 # What each model trains with, on top of Config's defaults: each at its best within the same steps
-# (docs/why-both-paths.md has the experiment behind the rnn's). The rnn's prior is a regression, not
-# a distribution: free nats would switch it off (its "KL", 0.5 ||mean_q - mean_p||^2, stays under
-# 1 nat on most steps, and below the threshold the term has no gradient), and regressed one step
-# ahead on posterior states only, its dream compounds its errors: it learns from its own dreams,
-# decoded RNN_OVERSHOOTING steps ahead (observation overshooting, levers.py). "old" gives it the
-# RSSM's recipe, to see that.
-RNN_OVERSHOOTING = 5
-RECIPES = {"fair": {"rnn": {"free_nats": 0.0, "obs_overshooting": RNN_OVERSHOOTING}}, "old": {}}
+# (docs/why-both-paths.md has the experiments). All three learn from their own dreams, decoded
+# OVERSHOOTING steps ahead (observation overshooting, levers.py): without it the rnn's dream
+# compounds its errors, and the RSSM's dream is better with it too. The rnn's prior is a
+# regression, not a distribution, so it has no free nats: its "KL", 0.5 ||mean_q - mean_p||^2,
+# stays under 1 nat on most steps, and below the threshold the term has no gradient at all.
+# "old" trains every model on Config's defaults, as the comparison first did.
+OVERSHOOTING = 5
+RECIPES = {"fair": {"rssm": {"obs_overshooting": OVERSHOOTING}, "ssm": {"obs_overshooting": OVERSHOOTING},
+                    "rnn": {"obs_overshooting": OVERSHOOTING, "free_nats": 0.0}},
+           "old": {}}
 
 
 def model_config(model, world, seed, free_nats=None, recipe="fair"):
@@ -138,7 +140,7 @@ def another_runs_models(args):
     foreign = []
     for world in args.worlds:
         for model in args.models:
-            config = model_config(model, world, args.seed, args.free_nats, args.rnn_recipe)
+            config = model_config(model, world, args.seed, args.free_nats, args.recipe)
             for name in MODEL_FILES:
                 path = os.path.join(args.out, world, model, name)
                 if not os.path.lexists(path):
@@ -183,7 +185,7 @@ class Progress:
 def run_one(args, world, model, progress):
     """Train (or reuse, or continue) one model; return its params, config, seconds of training and median ms/step."""
     folder = os.path.join(args.out, world, model)
-    config = model_config(model, world, args.seed, args.free_nats, args.rnn_recipe)
+    config = model_config(model, world, args.seed, args.free_nats, args.recipe)
     path, state = trained_state(folder, config, args.steps)
     label = f"{world}/{model}"
     progress.start(label)
@@ -340,7 +342,7 @@ def run(args):
                   f"best of 32 h=11-20 {results[world][model]['best_of_32_h11_20']:.2f} px", flush=True)
     figures = write_figures(args.out, trained, results, args.seed)
     wall = time.perf_counter() - start
-    summary = {"steps": args.steps, "seed": args.seed, "rnn_recipe": args.rnn_recipe, "free_nats": args.free_nats, "samples": SAMPLES, "context": CONTEXT,
+    summary = {"steps": args.steps, "seed": args.seed, "recipe": args.recipe, "free_nats": args.free_nats, "samples": SAMPLES, "context": CONTEXT,
                "sequences": args.sequences,
                "wall_seconds": round(wall, 1), "timing": timing, "results": results, "provenance": args.provenance}
     json_path = write_text(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
