@@ -25,20 +25,18 @@ from rssm_np import DEMO_RECIPE, Config
 from rssm_np.checkpoint import furthest_along, load_train_state, save
 from rssm_np.config import DEMO_STEPS, check_fits_memory
 from rssm_np.lab import beliefs, seeds
-from rssm_np.lab.bench import step_seconds
+from rssm_np.lab.bench import planned_steps
 from rssm_np.lab.evaluate import evaluate
 from rssm_np.lab.results import provenance
-from rssm_np.lab.report import (Progress, describe, planning_metrics, results_table, resuming, write_belief_figures,
-                                write_figures)
+from rssm_np.lab.report import (FIGURES, Progress, describe, planning_metrics, results_table, resuming,
+                                write_belief_figures, write_figures)
 from rssm_np.training import init_train_state, make_train_step
 from rssm_np.utils import cli
 from rssm_np.utils.cli import non_negative_int, positive_float, positive_int, switch, unit_float
-from rssm_np.utils.files import FolderError, claim_folder, ending, keep_work, stop_signals, tell, write_text
+from rssm_np.utils.files import FolderError, ending, keep_work, stop_signals, tell, write_text
 
 DEFAULT_STEPS, DEFAULT_PUSH_SHARE = DEMO_STEPS, DEMO_RECIPE["push_share"]
-# Every file a run writes into --out (report.py draws the figures): all are claimed before training.
-FIGURES = ("world.png", "training.png", "reconstructions.png", "open_loop.png", "error_by_horizon.png",
-           "belief_occlusion.png", "future_fan.png", "two_actions.png", "kl_per_dim.png", "imagination.gif")
+# Every file a run writes into --out (report.FIGURES: the figures it draws): all claimed before training.
 RESULTS, SEEDS_RESULTS = ("model.npz", "checkpoint.npz", "metrics.json") + FIGURES, ("seeds.md", "seeds.json")
 
 # Each flag that sets the config, declared once: flag, Config field, default, argparse options, help.
@@ -57,6 +55,8 @@ CONFIG_FLAGS = (
      "KL balancing (DreamerV2): the prior's share A of the KL's gradient; 0 is off"),
     ("--overshooting", "overshooting", 1, dict(type=positive_int, metavar="D"),
      "latent overshooting (PlaNet): also train the prior to dream D steps; 1 is off"),
+    ("--obs-overshooting", "obs_overshooting", 1, dict(type=positive_int, metavar="D"),
+     "observation overshooting (PlaNet): also decode the prior's dreams 2..D steps ahead; 1 is off"),
     ("--lr-schedule", "lr_decay_steps", "planned", dict(choices=("planned", "half-life")),
      "planned: the step size falls to its floor over the planned steps; half-life: it halves every 1,000 steps "
      "down to its floor, whatever the length"),
@@ -94,21 +94,10 @@ def parse_args(argv=None):
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     args.config, args.state = build_config(parser, args, typed_steps)
-    saved = [os.path.join(args.out, name) for name in ("checkpoint.npz", "model.npz")
-             if os.path.exists(os.path.join(args.out, name))]
-    how_to_continue = f"--resume {saved[0]} to continue that run" if saved and not args.seeds else None
-    try:
-        args.lock = claim_folder(args.out, SEEDS_RESULTS if args.seeds else RESULTS, args.overwrite, args.resume,
-                                 how_to_continue)
+    try:                                        # --out, and with --seeds every seed's folder, before any work
+        args.lock = seeds.claim_folders(args, RESULTS, SEEDS_RESULTS)
     except FolderError as error:
-        parser.error(f"--out {args.out!r} {error}")
-    if args.seeds:                              # every seed's folder, checked before the first seed starts
-        try:
-            seeds.check_folders(args, RESULTS)
-        except FolderError as error:
-            if args.lock is not None:
-                args.lock.close()
-            parser.error(str(error))
+        parser.error(str(error))
     return args
 
 
@@ -131,17 +120,13 @@ def build_config(parser, args, typed_steps):
         parser.error(f"--resume {args.resume!r} holds a model but no training state to resume from")
     # The run's other file may be further along (a model.npz from a short run, then a checkpoint of
     # the longer run that continued it): continue from the furthest, and say so.
-    folder = os.path.dirname(os.path.abspath(args.resume))
-    further = furthest_along([os.path.join(folder, name) for name in ("model.npz", "checkpoint.npz")], config,
-                             args.steps if typed_steps else None)
+    further = furthest_along([os.path.join(os.path.dirname(os.path.abspath(args.resume)), name)
+                              for name in ("model.npz", "checkpoint.npz")], config, args.steps if typed_steps else None)
     if further is not None and further[1] > state["step"]:
         print(f"note: {further[0]} (step {further[1]}) is further along this run than {args.resume} "
               f"(step {state['step']}): continuing from it", flush=True)
         args.resume = further[0]
-        try:
-            _, config, state = load_train_state(args.resume)
-        except (OSError, ValueError, TypeError) as error:
-            parser.error(f"--resume {args.resume!r}: {error}")
+        return build_config(parser, args, typed_steps)
     schedule = "planned" if config.lr_decay_steps else "half-life"    # what --lr-schedule says of this config
     words, field = cli.disagreement(args, CONFIG_FLAGS, {**config.to_dict(), "lr_decay_steps": schedule})
     if words:
@@ -157,19 +142,6 @@ def build_config(parser, args, typed_steps):
     return dataclasses.replace(config, fused=config.fused and not args.plain), state
 
 
-def planned_steps(args, config):
-    """The run's planned length, which the step-size schedule spans (training.learning_rate_at):
-    --steps, or for --minutes the steps that fit, from a few steps timed on this machine first."""
-    if args.minutes is None:
-        return args.steps
-    print("timing a few steps to plan the schedule for --minutes ...", flush=True)
-    fitting = max(1, int(60 * args.minutes / float(np.median(step_seconds(config)))))
-    steps = fitting if args.steps is None else min(args.steps, fitting)
-    print(f"planned {steps} steps in {args.minutes:g} minutes; the step size falls from {config.learning_rate:g} "
-          f"to {config.min_learning_rate:g} over them", flush=True)
-    return steps
-
-
 def resume_command(path, out, steps):
     return shlex.join(["python", "demo.py", "--resume", path, "--out", out] + (["--steps", str(steps)] if steps else []))
 
@@ -179,7 +151,7 @@ def run(args, received):
     config, state = args.config, args.state
     if state is None:                           # a new run: plan the step-size schedule, start from step 0
         if args.lr_schedule == "planned":
-            config = dataclasses.replace(config, lr_decay_steps=planned_steps(args, config))
+            config = dataclasses.replace(config, lr_decay_steps=planned_steps(config, args.steps, args.minutes))
         state = init_train_state(config)
     checkpoint, saved_step, first_step = os.path.join(args.out, "checkpoint.npz"), None, state["step"]
     seconds = None if args.minutes is None else 60 * args.minutes

@@ -15,6 +15,7 @@ from autograd.misc import flatten
 
 from rssm_np import Config, init_params, levers, loss, model, training
 from rssm_np.distributions import bernoulli_nll, kl_gaussian
+from rssm_np.lab import bench
 from rssm_np.lab.bench import step_seconds
 from rssm_np.training import learning_rate_at
 from rssm_np.world import make_dataset
@@ -210,13 +211,11 @@ def test_half_life_schedule_values_at_known_steps():
 
 
 def test_a_wall_clock_budget_becomes_planned_steps(monkeypatch, capsys):
-    import argparse
-    import demo
-    monkeypatch.setattr(demo, "step_seconds", lambda config: [0.3, 0.25, 0.2])
+    monkeypatch.setattr(bench, "step_seconds", lambda config: [0.3, 0.25, 0.2])
     config = Config()
-    assert demo.planned_steps(argparse.Namespace(minutes=2.0, steps=None), config) == 480
-    assert demo.planned_steps(argparse.Namespace(minutes=2.0, steps=100), config) == 100
-    assert demo.planned_steps(argparse.Namespace(minutes=None, steps=4500), config) == 4500
+    assert bench.planned_steps(config, None, 2.0) == 480
+    assert bench.planned_steps(config, 100, 2.0) == 100
+    assert bench.planned_steps(config, 4500, None) == 4500
     assert "planned 480 steps in 2 minutes" in capsys.readouterr().out
 
 

@@ -152,9 +152,14 @@ def compare_table(summary):
     """The RNN, SSM and RSSM on two worlds: the compare.json `python -m rssm_np.lab.compare` writes,
     drawn by the same compare.table that writes its compare.md, and what the run cost."""
     text = compare.table(summary["results"]).rstrip("\n")
-    return (text + f"\n\nEach model trained {summary['steps']} steps with seed {summary['seed']}; measured on "
-            f"{summary['sequences']} held-out sequences with {summary['samples']} sampled futures each. "
-            f"The whole command took {summary['wall_seconds'] / 60:.0f} minutes.")
+    idle = [f"{run} {timing['kl_below_free_nats']:.0%}" for run, timing in summary.get("timing", {}).items()
+            if timing.get("kl_below_free_nats") is not None]
+    return (text + f"\n\nEach model trained {summary['steps']} steps with seed {summary['seed']} "
+            f"(recipe: {summary.get('recipe', 'old')}); measured on {summary['sequences']} held-out sequences with "
+            f"{summary['samples']} sampled futures each. The whole command took "
+            f"{summary['wall_seconds'] / 60:.0f} minutes."
+            + (f" Steps whose mean KL sat below the free nats (no gradient into the KL term): {', '.join(idle)}."
+               if idle else ""))
 
 
 Table = namedtuple("Table", "make files")   # make(results of each file, in order) -> Markdown
@@ -166,6 +171,8 @@ TABLES = {
     "bench_scaling": Table(bench_table, ("bench_scaling",)),
     "plan": Table(plan_table, ("plan",)),
     "compare": Table(compare_table, ("compare",)),
+    "compare_seed1": Table(compare_table, ("compare_seed1",)),
+    "compare_old": Table(compare_table, ("compare_old",)),
     "pendulum": Table(frames.table, ("pendulum",)),
 }
 

@@ -17,6 +17,10 @@ from .planning import Planner, evaluate_planners
 from ..model import predict
 from ..world import make_dataset, render, step_state
 
+# Every figure write_figures and write_belief_figures draw into the run's folder (demo.py claims them).
+FIGURES = ("world.png", "training.png", "reconstructions.png", "open_loop.png", "error_by_horizon.png",
+           "belief_occlusion.png", "future_fan.png", "two_actions.png", "kl_per_dim.png", "imagination.gif")
+
 
 class Progress:
     """One fixed-width line every N steps: step | loss | recon | kl | ms/step | eta."""

@@ -133,6 +133,27 @@ def seed_command(demo, args, seed, config_flags):
     return words + [flag for flag in RUN_SWITCHES if getattr(args, dest(flag))]
 
 
+def claim_folders(args, results, seeds_results):
+    """Claim --out for this run (utils.files.claim_folder: its lock, returned), and with --seeds check
+    every seed's folder too, before any seed starts. Raises FolderError naming the folder."""
+    saved = [os.path.join(args.out, name) for name in ("checkpoint.npz", "model.npz")
+             if os.path.exists(os.path.join(args.out, name))]
+    how_to_continue = f"--resume {saved[0]} to continue that run" if saved and not args.seeds else None
+    try:
+        lock = claim_folder(args.out, seeds_results if args.seeds else results, args.overwrite, args.resume,
+                            how_to_continue)
+    except FolderError as error:
+        raise FolderError(f"--out {args.out!r} {error}") from None
+    if args.seeds:
+        try:
+            check_folders(args, results)
+        except FolderError:
+            if lock is not None:
+                lock.close()
+            raise
+    return lock
+
+
 def check_folders(args, results):
     """Claim and release each seed's folder (utils.files.claim_folder), so a seed folder that is a
     file, read-only, in use, or holds another run's results stops the --seeds run before any seed
