@@ -88,6 +88,20 @@ def step_seconds(config, steps=8, warmup=2):
     return times
 
 
+def planned_steps(config, steps=None, minutes=None):
+    """A run's planned length, which the step-size schedule spans (training.learning_rate_at):
+    `steps`, or for a budget of `minutes` the steps that fit (at most `steps`), from a few steps of
+    this config timed on this machine first (the demo's --minutes)."""
+    if minutes is None:
+        return steps
+    print("timing a few steps to plan the schedule for --minutes ...", flush=True)
+    fitting = max(1, int(60 * minutes / float(np.median(step_seconds(config)))))
+    planned = fitting if steps is None else min(steps, fitting)
+    print(f"planned {planned} steps in {minutes:g} minutes; the step size falls from {config.learning_rate:g} "
+          f"to {config.min_learning_rate:g} over them", flush=True)
+    return planned
+
+
 def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers):
     """Median, min and max ms of the full train step, after `warmup` untimed steps.
     levers: other Config fields, e.g. kl_balance=0.8 or overshooting=3, to time their cost."""
