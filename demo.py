@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import shlex
-import sys
 import time
 
 import numpy as np
@@ -33,7 +32,7 @@ from rssm_np.lab.report import (FIGURES, Progress, describe, planning_metrics, r
 from rssm_np.training import init_train_state, make_train_step
 from rssm_np.utils import cli
 from rssm_np.utils.cli import non_negative_int, positive_float, positive_int, switch, unit_float
-from rssm_np.utils.files import FolderError, ending, keep_work, stop_signals, tell, write_text
+from rssm_np.utils.files import FolderError, ending, keep_work, run_command, stop_signals, tell, write_text
 
 DEFAULT_STEPS, DEFAULT_PUSH_SHARE = DEMO_STEPS, DEMO_RECIPE["push_share"]
 # Every file a run writes into --out (report.FIGURES: the figures it draws): all claimed before training.
@@ -243,7 +242,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:        # a late Ctrl-C, after the work was saved and the run had ended
-        sys.exit(130)
+    run_command(main)

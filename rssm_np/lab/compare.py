@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np          # plain NumPy (the model's traced NumPy is autograd.numpy, in model.py)
@@ -29,7 +28,7 @@ from .evaluate import CONTEXT
 from .futures import SAMPLES, event_metrics, events_dataset, futures_dataset, future_metrics
 from .results import provenance
 from ..model import predict
-from ..utils.files import (FolderError, check_folder, claim_folder, signal_exit_code, stop_signals, stopped_by, tell,
+from ..utils.files import (FolderError, run_command, check_folder, claim_folder, signal_exit_code, stop_signals, stopped_by, tell,
                            write_text)
 from ..training import init_train_state, train
 
@@ -357,7 +356,4 @@ def run(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:        # a late Ctrl-C, after the work was kept and the command had ended
-        sys.exit(130)
+    run_command(main)

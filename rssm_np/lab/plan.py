@@ -16,7 +16,6 @@ plan_so_far.json and plan.gif (exit code 130 / 143).
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from ..config import check_fits_rollout
 from .planning import (EPISODE_STEPS, SEARCH, SUCCESS_PX, Planner, episode_metrics, evaluate_planners, run_episodes,
                        sample_episodes)
 from .results import provenance
-from ..utils.files import (FolderError, claim_folder, replace_atomically, signal_exit_code, stop_signals, stopped_by,
+from ..utils.files import (FolderError, run_command, claim_folder, replace_atomically, signal_exit_code, stop_signals, stopped_by,
                            tell, write_or_keep, write_text_or_keep)
 from ..utils.validate import check_int
 
@@ -289,7 +288,4 @@ def keep_so_far(args, recorder, header, measured, received):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:        # a late Ctrl-C, after the work was kept and the command had ended
-        sys.exit(130)
+    run_command(main)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import matplotlib.pyplot as plt  # before plots: the play window chooses its own backend
@@ -36,7 +35,7 @@ from . import plots
 from ..config import check_fits_rollout
 from .game import (ALIASES, DEFAULT_SCRIPT, FPS, HELP, HISTORY, KEYS, PARTICLES, load_model, measurements,
                    new_game, parse_keys, step)
-from ..utils.files import (FolderError, claim_folder, replace_atomically, signal_exit_code, stop_signals, stopped_by,
+from ..utils.files import (FolderError, run_command, claim_folder, replace_atomically, signal_exit_code, stop_signals, stopped_by,
                            tell, write_or_keep)
 from ..world import render
 
@@ -434,7 +433,4 @@ def play(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:        # a late Ctrl-C, after the work was kept and the command had ended
-        sys.exit(130)
+    run_command(main)

@@ -303,3 +303,12 @@ def machine_memory():
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def run_command(main):
+    """What every command's `if __name__ == "__main__"` does: exit with main()'s code; a Ctrl-C that
+    comes late, after the work was kept and the command had ended, exits 130 without a traceback."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
