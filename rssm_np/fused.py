@@ -45,7 +45,12 @@ backward is d_head = d_mean_out_t + d_stoch and the std lines drop out.
 The initial state, eps and min_std get no gradient: training starts from the empty memory and
 never differentiates its noise or its constants (asking for one raises a clear error).
 
-Shapes (the glossary is in model.py): B batch, T time, H deter, Z stoch, U posterior hidden width.
+Also here, the bound's other fast piece: decode_nll, model.decode and the Bernoulli likelihood
+with the decoder's last layer and the likelihood as one primitive (distributions.dense_bernoulli_nll),
+which model.negative_elbo calls when config.fused; its numbers are the readable lines' exactly.
+
+Shapes (the glossary is in model.py): B batch, T time, H deter, Z stoch, U posterior hidden width,
+D pixels.
 """
 
 import autograd.numpy as np          # traced NumPy: only in observe(), the wrapper around the primitive
@@ -53,7 +58,19 @@ import numpy as onp                  # plain NumPy: autograd never sees inside t
 from autograd.extend import defvjp_argnums, primitive
 
 from . import variants
-from .layers import LAYER_NORM_EPS, sigmoid, softplus
+from .distributions import dense_bernoulli_nll
+from .layers import LAYER_NORM_EPS, dense_elu, sigmoid, softplus
+
+
+def row_mean(x):
+    """x.mean(axis=-1, keepdims=True), the same numbers without ndarray.mean's Python wrapper.
+
+    NumPy's mean is a Python function (sum, then divide by the count) that costs more than the
+    arithmetic on a (B, 3H) array, and the loop calls it four times a step. Dividing the float32
+    sum by the count in float32, as here, or in float64 and rounding, as NumPy does, gives the
+    same float32 (a double-precision quotient rounds to the correctly rounded single one).
+    """
+    return x.sum(axis=-1, keepdims=True) / x.shape[-1]
 
 
 def gru_gates_forward(gate_pre, deter, ln_scale, ln_bias):
@@ -63,8 +80,8 @@ def gru_gates_forward(gate_pre, deter, ln_scale, ln_bias):
         r = sigmoid(r~),  c = tanh(r * c~),  u = sigmoid(u~ - 1),  h_t = u c + (1 - u) h_{t-1}
     """
     size = deter.shape[-1]
-    centred = gate_pre - gate_pre.mean(axis=-1, keepdims=True)
-    inv_sigma = 1.0 / onp.sqrt((centred ** 2).mean(axis=-1, keepdims=True) + LAYER_NORM_EPS)
+    centred = gate_pre - row_mean(gate_pre)
+    inv_sigma = 1.0 / onp.sqrt(row_mean(centred ** 2) + LAYER_NORM_EPS)
     normed = centred * inv_sigma                            # n (B, 3H)
     gates = normed * ln_scale + ln_bias                     # [r~, c~, u~] (B, 3H)
     reset = sigmoid(gates[:, :size])                       # r (B, H)
@@ -100,8 +117,8 @@ def gru_gates_backward(d_new_deter, ln_scale, saved):
                                d_update * update * (1.0 - update)], axis=-1)      # u~  (B, 3H)
     d_normed = d_gates * ln_scale
     d_gate_pre = inv_sigma * (d_normed
-                              - d_normed.mean(axis=-1, keepdims=True)
-                              - normed * (d_normed * normed).mean(axis=-1, keepdims=True))
+                              - row_mean(d_normed)
+                              - normed * row_mean(d_normed * normed))
     return d_gate_pre, d_deter_prev, d_gates
 
 
@@ -142,8 +159,9 @@ def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std, p
     gate_pre = gru_in @ w_hz + action_term                                   # (B, 3H)
     new_deter, gates = gru_gates_forward(gate_pre, deter, ln_scale, ln_bias)  # (B, H)
     hidden_pre = new_deter @ w_post + embed_term                             # (B, U)
-    # elu; expm1 keeps the digits that exp(x) - 1 loses for small |x|
-    hidden = onp.where(hidden_pre > 0, hidden_pre, onp.expm1(onp.minimum(hidden_pre, 0.0)))   # (B, U)
+    # elu, as max(x, 0) + expm1(min(x, 0)): where(x > 0, x, expm1(x)) to the bit, without where's
+    # per-element branch (see layers.elu); expm1 keeps the digits that exp(x) - 1 loses for small |x|
+    hidden = onp.maximum(hidden_pre, 0.0) + onp.expm1(onp.minimum(hidden_pre, 0.0))   # (B, U)
     head = hidden @ w_out + b_out                                            # (B, 2Z), or (B, Z) if point
     if point:
         mean, std_pre, std = head, None, onp.ones_like(head)                 # z_t = mean_t
@@ -286,16 +304,40 @@ def observe(params, config, state, prev_actions, embed, eps=None):
     batch, steps = embed.shape[:2]
     gru, post = params["gru"], params["posterior"]
     action_size = prev_actions.shape[-1]
-    action_terms = (prev_actions.reshape(batch * steps, action_size) @ gru["w"][-action_size:]
+    # W = [W_hz; W_a], as one traced split: its backward is one concatenate, where two slices
+    # W[:-A], W[-A:] would each scatter their gradient into a zero-filled copy of W (ufunc.at)
+    w_hz, w_a = np.split(gru["w"], [gru["w"].shape[0] - action_size])               # (H+Z, 3H), (A, 3H)
+    action_terms = (prev_actions.reshape(batch * steps, action_size) @ w_a
                     + gru["b"]).reshape(batch, steps, -1)                              # (B, T, 3H)
     embed_terms = (embed.reshape(batch * steps, -1) @ post["w_embed"]
                    + post["b"]).reshape(batch, steps, -1)                              # (B, T, U)
     if eps is None:
         eps = onp.zeros((batch, steps, config.stoch_size), dtype=config.dtype)       # z = mean + std * 0
-    out = filter_sequence(state["deter"], state["stoch"], action_terms, embed_terms, gru["w"][:-action_size],
+    out = filter_sequence(state["deter"], state["stoch"], action_terms, embed_terms, w_hz,
                           gru["ln_scale"], gru["ln_bias"], post["w_deter"], post["out"]["w"], post["out"]["b"],
                           eps, config.min_std, tape=Tape(), point=variants.is_point(config))
     deter_size, size = config.deter_size, config.stoch_size
     deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
     return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (B, T, .)
 
+
+def decode_nll(params, config, state, pixels, weight=None):
+    """-log p(x_t | h_t, z_t) per frame: model.decode, then distributions.bernoulli_nll, with the
+    decoder's last layer and the likelihood as one primitive (distributions.dense_bernoulli_nll).
+
+    It fuses these two lines of model.negative_elbo (the readable path, config.fused=False):
+        logits = decode(params, config, post)                 # the decoder: layers.mlp, whose last
+        nll = bernoulli_nll(logits, pixels, weight)           #   line, logits = hidden W + b, moves here
+    The same value and the same gradient, to the bit (tests/test_fast_path.py).
+    state {"deter", "stoch"} (B, T, .); pixels (B, T, D); weight (B, T, D) or None -> (B, T).
+    """
+    layers = params["decoder"]
+    features = variants.features(config, state["deter"], state["stoch"])        # (B, T, F)
+    batch, steps = features.shape[:2]
+    hidden = features.reshape(batch * steps, -1)                                # (B*T, F), as layers.mlp
+    for layer in layers[:-1]:
+        hidden = dense_elu(hidden, layer["w"], layer["b"])                      # (B*T, U), as layers.mlp
+    rows = batch * steps
+    nll = dense_bernoulli_nll(hidden, layers[-1]["w"], layers[-1]["b"], pixels.reshape(rows, -1),
+                              None if weight is None else weight.reshape(rows, -1), saved={})  # (B*T,)
+    return nll.reshape(batch, steps)                                            # (B, T)

@@ -244,8 +244,11 @@ def negative_elbo(params, config, pixels, prev_actions, eps, weight=None, oversh
     """
     embed = encode(params, pixels)                                                # (B, T, E)
     post, prior_state = observe(params, config, embed, prev_actions, eps)              # (B, T, .)
-    logits = decode(params, config, post)                                         # (B, T, D)
-    recon = mean_of(bernoulli_nll(logits, pixels, weight))                        # -log p(x_t | h_t, z_t)
+    if config.fused:     # decode and bernoulli_nll with the last layer and likelihood as one primitive
+        recon = mean_of(fused.decode_nll(params, config, post, pixels, weight))   # (the same numbers)
+    else:
+        logits = decode(params, config, post)                                     # (B, T, D)
+        recon = mean_of(bernoulli_nll(logits, pixels, weight))                    # -log p(x_t | h_t, z_t)
     kl = kl_gaussian(post["mean"], post["std"], prior_state["mean"], prior_state["std"])   # KL(q || p), (B, T)
     if config.kl_balance or config.overshooting > 1:
         kl_loss = levers.kl_term(params, config, post, prior_state, kl, prev_actions, overshoot_eps, img_step)

@@ -11,7 +11,7 @@ import numpy as np          # plain NumPy (the model's traced NumPy is autograd.
 from autograd import value_and_grad
 from autograd.tracer import getval
 
-from .adam import adam_step, clip_by_global_norm, init_adam
+from .adam import adam_update, flat_of, global_norm_flat, init_adam
 from .config import check_fits_memory, check_params
 from .model import init_params, negative_elbo
 from .utils.speed import keep_freed_memory, unpack
@@ -115,8 +115,9 @@ def learning_rate_at(config, step):
 def make_train_step(config, batches=None):
     """Build train_step(state) -> (state, stats) for this config.
 
-    One step: batch_k -> (L, dL/dtheta) by autograd -> clip -> Adam. batches(step) gives batch_k
-    (None: training_batch, the dot world); a batch from the user is checked before it is used.
+    One step: batch_k -> (L, dL/dtheta) by autograd -> clip -> Adam (clip_by_global_norm, then
+    adam_step, run as adam.adam_update). batches(step) gives batch_k (None: training_batch, the dot
+    world); a batch from the user is checked before it is used.
     """
     keep_freed_memory()
 
@@ -140,11 +141,15 @@ def make_train_step(config, batches=None):
         leaves = tree_leaves(state["params"])
         inputs = elbo_inputs(batch, config, seed=(config.seed, step, 1))
         _, grads = loss_and_grad(leaves, state["params"], inputs, stats)
-        grads, stats["grad_norm"] = clip_by_global_norm(grads, config.grad_clip)
+        # clip_by_global_norm, then adam_step: the same numbers, run over one flat buffer of all
+        # the leaves (adam.adam_update; tests/test_adam.py checks it against those two).
+        grad = flat_of(grads)
+        stats["grad_norm"] = global_norm_flat(grad)
         stats["finite"] = bool(np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]))
         if not stats["finite"]:
             return state, stats
-        leaves, adam = adam_step(leaves, grads, state["adam"], learning_rate_at(config, step))
+        leaves, adam = adam_update(leaves, grad, stats["grad_norm"], state["adam"],
+                                   learning_rate_at(config, step), config.grad_clip)
         params = tree_rebuild(state["params"], leaves)
         return {"params": params, "adam": adam, "step": step + 1, "history": state["history"]}, stats
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rssm_np import adam
 from rssm_np.adam import adam_step, clip_by_global_norm, init_adam
 
 
@@ -58,3 +59,86 @@ def test_clip_by_global_norm():
     np.testing.assert_allclose(clipped[1], [[0.8]])
     unclipped, _ = clip_by_global_norm(grads, 10.0)
     np.testing.assert_allclose(unclipped[0], grads[0])
+
+
+# --- the flat update (adam.adam_update), the train step's fast path, against the readable one ---
+
+def _leaves(rng, dtype, scale=1.0):
+    """Leaves of mixed shapes, together longer than two chunks, so pieces straddle chunk edges."""
+    shapes = [(3, 7), (adam.CHUNK + 5,), (1,), (130, 129), (4,)]
+    return [(scale * rng.standard_normal(shape)).astype(dtype) for shape in shapes]
+
+
+def _readable(leaves, state, grads, learning_rate, max_norm):
+    grads, norm = clip_by_global_norm(grads, max_norm)
+    return adam_step(leaves, grads, state, learning_rate) + (norm,)
+
+
+def _flat(leaves, state, grads, learning_rate, max_norm):
+    grad = adam.flat_of(grads)
+    norm = adam.global_norm_flat(grad)
+    return adam.adam_update(leaves, grad, norm, state, learning_rate, max_norm) + (norm,)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("clip", [False, True])
+def test_flat_adam_gives_the_readable_numbers(dtype, clip):
+    """Five steps of adam_update against clip_by_global_norm + adam_step, leaf by leaf. Without
+    clipping the two are the same operations on the same numbers: equal to the bit. With it,
+    the norms are sums of the same squares in another order (equal to float64 rounding), so the
+    clip's scale, rounded to the dtype, may differ in its last place, and so may everything it
+    scales: allow a few units of the dtype's rounding, relative to each array's largest entry
+    (theta - update cancels in places, so a relative-per-entry bound would be meaningless)."""
+    rng = np.random.default_rng(0)
+    params = _leaves(rng, dtype)
+    readable = flat = (params, init_adam(params))
+    max_norm = 1.0 if clip else 1e6
+    for step in range(5):
+        grads = _leaves(rng, dtype, scale=10.0 ** (step - 2))        # tiny to large: both sides of the clip
+        r_params, r_state, r_norm = _readable(*readable, grads, 0.01, max_norm)
+        f_params, f_state, f_norm = _flat(*flat, grads, 0.01, max_norm)
+        assert f_norm == pytest.approx(r_norm, rel=1e-13)
+        assert f_state["step"] == r_state["step"] == step + 1
+        for got, want in zip(f_params + f_state["m"] + f_state["v"], r_params + r_state["m"] + r_state["v"]):
+            assert got.dtype == want.dtype == np.dtype(dtype) and got.shape == want.shape
+            if clip:
+                eps = np.finfo(dtype).eps
+                np.testing.assert_allclose(got, want, rtol=4 * eps, atol=4 * eps * np.max(np.abs(want)))
+            else:
+                np.testing.assert_array_equal(got, want)
+        readable, flat = (r_params, r_state), (f_params, f_state)
+
+
+def test_flat_adam_reuses_its_buffer_and_mutates_nothing():
+    """The leaves adam_update returns are views into one buffer, which the next flat_of hands back
+    without a copy; the arrays passed in keep their values."""
+    rng = np.random.default_rng(1)
+    params, grads = _leaves(rng, "float32"), _leaves(rng, "float32")
+    state = init_adam(params)
+    before = [p.copy() for p in params]
+    grad = adam.flat_of(grads)
+    new_params, new_state = adam.adam_update(params, grad, adam.global_norm_flat(grad), state, 0.1, 100.0)
+    assert all(np.array_equal(p, b) for p, b in zip(params, before))
+    assert state["step"] == 0 and all(np.all(m == 0) for m in state["m"] + state["v"])
+    flat = adam.flat_of(new_params)
+    assert all(p.base is flat for p in new_params)
+    np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in new_params]))
+    assert adam.flat_of(new_state["m"]) is new_state["m"][0].base
+    reordered = [new_params[1], new_params[0]] + new_params[2:]          # the same views, another order
+    assert adam.flat_of(reordered) is not flat
+    np.testing.assert_array_equal(adam.flat_of(reordered), np.concatenate([p.ravel() for p in reordered]))
+
+
+def test_flat_adam_refuses_to_mix_precisions():
+    """A float64 gradient of float32 weights (or leaves of two dtypes) is an error, not a silent cast."""
+    params = [np.ones(3, np.float32), np.ones(2, np.float32)]
+    with pytest.raises(TypeError, match="dtype"):
+        adam.flat_of([np.ones(3, np.float32), np.ones(2, np.float64)])
+    grad = np.ones(5, np.float64)
+    with pytest.raises(TypeError, match="float64"):
+        adam.adam_update(params, grad, 1.0, init_adam(params), 0.1, 10.0)
+
+
+def test_global_norm_flat():
+    grads = [np.array([3.0], np.float32), np.array([[4.0]], np.float32)]
+    assert adam.global_norm_flat(adam.flat_of(grads)) == pytest.approx(5.0, rel=1e-15)

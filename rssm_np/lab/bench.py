@@ -3,6 +3,7 @@
     python -m rssm_np.lab.bench                      # one JSON line at batch 16, sequence 32
     python -m rssm_np.lab.bench --plain              # the same with the plain-autograd recurrent core
     python -m rssm_np.lab.bench --scaling            # ms/step and peak memory over T and B, plus a plot
+    python -m rssm_np.lab.bench --pieces             # each fast piece against the readable lines it mirrors
 
 Speed targets live here, not in timed tests: shared machines are noisy, so quote the median of
 one run and ratios measured side by side.
@@ -46,11 +47,9 @@ def matmul_flops(config, batch, steps):
 
 
 def traced_primitives(config):
-    """How many operations autograd records in one forward pass of the loss."""
+    """How many operations autograd records in the forward pass of one train step (the loss, as
+    make_train_step differentiates it: without the argument checks of training.loss)."""
     import autograd.core as core
-    from autograd import grad
-    from ..model import init_params
-    from ..training import loss, training_batch
     counter = {"n": 0}
     original = core.VJPNode.__init__
 
@@ -58,9 +57,10 @@ def traced_primitives(config):
         counter["n"] += 1
         original(self, *args, **kwargs)
 
+    train_step, state = make_train_step(config), init_train_state(config)
     core.VJPNode.__init__ = counting_init
     try:
-        grad(loss)(init_params(config), training_batch(config, 0), config)
+        train_step(state)
     finally:
         core.VJPNode.__init__ = original
     return counter["n"]
@@ -124,6 +124,83 @@ def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers
     return result
 
 
+def alternate(pairs, rounds):
+    """Time each (readable, fast) pair of calls alternately, `rounds` times, in this process: the
+    median of fast / readable over rounds. Side by side, both see the same machine load."""
+    ratios = {name: [] for name in pairs}
+    for index in range(rounds):
+        for name, (readable, fast) in pairs.items():
+            seconds = {}
+            for which, run in ((("readable", readable), ("fast", fast)) if index % 2 else
+                               (("fast", fast), ("readable", readable))):
+                start = time.perf_counter()
+                run()
+                seconds[which] = time.perf_counter() - start
+            ratios[name].append(seconds["fast"] / seconds["readable"])
+    return {name: round(float(np.median(values)), 3) for name, values in ratios.items()}
+
+
+def pieces(config, rounds=100):
+    """Each fast piece of the train step against the readable lines it mirrors, at this config's
+    sizes: whether the two give the same numbers (bit for bit), and the median time ratio
+    fast / readable over `rounds` alternating calls (below 1: the fast piece is faster).
+
+        adam        clip_by_global_norm + adam_step    against adam.adam_update on one flat buffer
+        likelihood  model.decode + bernoulli_nll      against fused.decode_nll (value and gradient)
+        elu         np.where(x > 0, x, e^x - 1)       against layers.elu's where-free form
+        row_mean    ndarray.mean(axis=-1)             against fused.row_mean (the GRU's layer norm)
+    """
+    from autograd import grad
+    from .. import adam, fused
+    from ..distributions import bernoulli_nll
+    from ..layers import elu, mean_of
+    from ..model import decode, init_params
+    from ..training import elbo_inputs, training_batch
+    from ..utils.speed import keep_freed_memory
+    from ..utils.trees import tree_leaves
+    keep_freed_memory()                                       # as make_train_step does
+    rng = np.random.default_rng(0)
+    params = init_params(config)
+    leaves = tree_leaves(params)
+    grads = [(1e-2 * rng.standard_normal(leaf.shape)).astype(leaf.dtype) for leaf in leaves]
+    state = adam.adam_step(leaves, grads, adam.init_adam(leaves), 1e-3)[1]
+    flat = adam.flat_of(grads)
+    flat_leaves, flat_state = adam.adam_update(leaves, flat, adam.global_norm_flat(flat), state, 1e-3,
+                                               config.grad_clip)   # views into one buffer, as in training
+
+    def readable_adam(leaves=flat_leaves, state=flat_state):
+        clipped, _ = adam.clip_by_global_norm(grads, config.grad_clip)
+        return adam.adam_step(leaves, clipped, state, 1e-3)[0]
+
+    def fast_adam():
+        flat = adam.flat_of(grads)
+        return adam.adam_update(flat_leaves, flat, adam.global_norm_flat(flat), flat_state, 1e-3, config.grad_clip)[0]
+
+    pixels, _, _, weight, _ = elbo_inputs(training_batch(config, 0), config, 0)
+    batch, steps = pixels.shape[:2]
+    post = {"deter": rng.standard_normal((batch, steps, config.deter_size)).astype(config.dtype),
+            "stoch": rng.standard_normal((batch, steps, config.stoch_size)).astype(config.dtype)}
+    tree = {"decoder": params["decoder"], "post": post}
+    readable_nll = grad(lambda p: mean_of(bernoulli_nll(decode(p, config, p["post"]), pixels, weight)))
+    fast_nll = grad(lambda p: mean_of(fused.decode_nll(p, config, p["post"], pixels, weight)))
+    activations = rng.standard_normal((batch * steps, config.hidden_size)).astype(config.dtype)
+    gates = rng.standard_normal((batch, 3 * config.deter_size)).astype(config.dtype)
+
+    def where_elu(x=activations):
+        return np.where(x > 0, x, np.exp(np.minimum(x, 0.0)) - 1.0)
+
+    pairs = {"adam": (readable_adam, fast_adam), "likelihood": (lambda: readable_nll(tree), lambda: fast_nll(tree)),
+             "elu": (where_elu, lambda: elu(activations)),
+             "row_mean": (lambda: gates.mean(axis=-1, keepdims=True), lambda: fused.row_mean(gates))}
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(tree_leaves(a), tree_leaves(b)))
+
+    result = {"same_numbers": {name: same(readable(), fast()) for name, (readable, fast) in pairs.items()},
+              "fast_over_readable": alternate(pairs, rounds), "rounds": rounds}
+    return result
+
+
 def scaling(args, measured):
     """ms/step and peak memory for T in {16, 32, 64} x B in {8, 16, 32, 64}, each in a fresh process;
     measured: where (results.provenance), printed once with the rows."""
@@ -168,6 +245,8 @@ def main(argv=None):
     parser.add_argument("--overshooting", type=int, default=1, metavar="D",
                         help="time with latent overshooting to distance D (default 1: off)")
     parser.add_argument("--scaling", action="store_true", help="table and plot over T and B")
+    parser.add_argument("--pieces", action="store_true",
+                        help="time each fast piece against the readable lines it mirrors, alternately in one process")
     parser.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"), help="where --scaling saves its plot")
     args = parser.parse_args(argv)
     for name in ("batch", "seq_len", "steps"):
@@ -176,6 +255,12 @@ def main(argv=None):
     measured = provenance(argv, program="python -m rssm_np.lab.bench")
     if args.scaling:
         scaling(args, measured)
+        return
+    if args.pieces:
+        from ..config import Config
+        config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+        print(json.dumps(dict(pieces(config, rounds=5 * args.steps), batch=args.batch, seq_len=args.seq_len,
+                              dtype=args.dtype, provenance=measured)))
         return
     try:
         result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain,
