@@ -7,7 +7,7 @@ D pixels per frame (S*S).
 
 import autograd.numpy as np     # traced NumPy: these functions are differentiated
 import numpy as onp             # plain NumPy: the Bernoulli primitive's own arithmetic
-from autograd.extend import defvjp, defvjp_argnums, primitive
+from autograd.extend import defvjp, primitive
 
 from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
 
@@ -104,85 +104,3 @@ def _bernoulli_nll_vjp_target(ans, logits, target, weight=None):
 
 
 defvjp(bernoulli_nll, _bernoulli_nll_vjp_logits, _bernoulli_nll_vjp_target)
-
-
-ROWS_PER_PASS = 64      # dense_bernoulli_nll's chunk: its two (64, D) scratch arrays stay in a core's cache
-
-
-@primitive
-def dense_bernoulli_nll(hidden, w, b, target, weight=None, saved=None):
-    """bernoulli_nll(hidden W + b, target, weight): a decoder's output layer and the likelihood of
-    its logits as one primitive, the same numbers to the bit, forward and backward.
-
-        l = hidden W + b                                       the output layer (layers.dense)
-        -log p(x | l) = sum_d w_d [softplus(l_d) - x_d l_d]    bernoulli_nll's forward line
-        d_l = g w_d (sigmoid(l_d) - x_d)                       bernoulli_nll's backward line
-        d_hidden = d_l W^T,  d_W = hidden^T d_l,  d_b = sum over rows of d_l     (dense's backward)
-
-    hidden (N, U), w (U, D), b (D,), target and weight (N, D) -> (N,). The logits are the biggest
-    array of the step, one number per pixel of every frame. Traced by autograd, the lines above
-    make a dozen temporaries of that size each way, which stream through memory; here each line
-    runs on ROWS_PER_PASS rows at a time, written with out= into two scratch arrays that stay in
-    cache, and the whole takes one traced call instead of three. saved: a dict the forward fills
-    with the logits for the backward (model code passes {}), or None to recompute them there.
-    """
-    logits = hidden @ w + b                                 # l = hidden W + b   (N, D)
-    for name, data in (("target", target), ("weight", weight)):
-        if data is not None and data.dtype != logits.dtype:    # out= below would round it silently
-            raise TypeError(f"dense_bernoulli_nll: {name} is {data.dtype} but the logits are {logits.dtype}")
-    nll = onp.empty(len(logits), dtype=logits.dtype)        # (N,)
-    per_pixel = onp.empty((min(ROWS_PER_PASS, len(logits)), logits.shape[1]), dtype=logits.dtype)
-    scratch = onp.empty_like(per_pixel)
-    for start in range(0, len(logits), ROWS_PER_PASS):
-        rows = slice(start, start + ROWS_PER_PASS)
-        l, p, s = logits[rows], per_pixel[:len(logits[rows])], scratch[:len(logits[rows])]
-        onp.maximum(l, 0.0, out=p)                          # max(l, 0)
-        onp.abs(l, out=s)
-        onp.negative(s, out=s)
-        onp.exp(s, out=s)
-        s += 1.0
-        onp.log(s, out=s)                                   # log(1 + e^-|l|)
-        p += s                                              # softplus(l)
-        onp.multiply(target[rows], l, out=s)
-        p -= s                                              # softplus(l) - x l
-        if weight is not None:
-            p *= weight[rows]                               # w (softplus(l) - x l)
-        p.sum(axis=-1, out=nll[rows])                       # summed over the D pixels
-    if saved is not None:
-        saved["logits"] = logits
-    return nll
-
-
-def _dense_bernoulli_nll_vjp(argnums, ans, args, kwargs):
-    hidden, w, b, target = args[:4]
-    weight = args[4] if len(args) > 4 else kwargs.get("weight")
-    if any(i > 2 for i in argnums):
-        raise NotImplementedError("dense_bernoulli_nll has no gradient for its target or weight (data, "
-                                  "never differentiated in training); use bernoulli_nll to differentiate them")
-    saved = kwargs.get("saved")
-    logits = saved["logits"] if saved else hidden @ w + b   # called without the forward's dict: recompute
-
-    def vjp(g):                                             # g (N,)
-        same_dtype = g.dtype == logits.dtype                # else g promotes d_l below, as in bernoulli_nll
-        d_logits = onp.empty_like(logits)                   # (N, D)
-        for start in range(0, len(logits), ROWS_PER_PASS):
-            rows = slice(start, start + ROWS_PER_PASS)
-            d = d_logits[rows]
-            onp.multiply(logits[rows], 0.5, out=d)
-            onp.tanh(d, out=d)
-            d += 1.0
-            d *= 0.5                                        # sigmoid(l) = (tanh(l / 2) + 1) / 2, as layers.sigmoid
-            d -= target[rows]                               # sigmoid(l) - x
-            if weight is not None:
-                d *= weight[rows]                           # w (sigmoid(l) - x)
-            if same_dtype:
-                d *= g[rows, None]                          # g w (sigmoid(l) - x)
-        if not same_dtype:
-            d_logits = d_logits * g[:, None]
-        d_inputs = {0: lambda: d_logits @ w.T, 1: lambda: hidden.T @ d_logits, 2: lambda: d_logits.sum(axis=0)}
-        return tuple(d_inputs[i]() for i in argnums)
-
-    return vjp
-
-
-defvjp_argnums(dense_bernoulli_nll, _dense_bernoulli_nll_vjp)

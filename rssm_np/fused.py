@@ -46,7 +46,7 @@ The initial state, eps and min_std get no gradient: training starts from the emp
 never differentiates its noise or its constants (asking for one raises a clear error).
 
 Also here, the bound's other fast piece: decode_nll, model.decode and the Bernoulli likelihood
-with the decoder's last layer and the likelihood as one primitive (distributions.dense_bernoulli_nll),
+with the decoder's last layer and the likelihood as one primitive (utils.speed.dense_bernoulli_nll),
 which model.negative_elbo calls when config.fused; its numbers are the readable lines' exactly.
 
 Shapes (the glossary is in model.py): B batch, T time, H deter, Z stoch, U posterior hidden width,
@@ -58,8 +58,8 @@ import numpy as onp                  # plain NumPy: autograd never sees inside t
 from autograd.extend import defvjp_argnums, primitive
 
 from . import variants
-from .distributions import dense_bernoulli_nll
-from .layers import LAYER_NORM_EPS, dense_elu, sigmoid, softplus
+from .layers import LAYER_NORM_EPS, sigmoid, softplus
+from .utils.speed import dense_bernoulli_nll, dense_elu
 
 
 def row_mean(x):
@@ -323,7 +323,7 @@ def observe(params, config, state, prev_actions, embed, eps=None):
 
 def decode_nll(params, config, state, pixels, weight=None):
     """-log p(x_t | h_t, z_t) per frame: model.decode, then distributions.bernoulli_nll, with the
-    decoder's last layer and the likelihood as one primitive (distributions.dense_bernoulli_nll).
+    decoder's last layer and the likelihood as one primitive (utils.speed.dense_bernoulli_nll).
 
     It fuses these two lines of model.negative_elbo (the readable path, config.fused=False):
         logits = decode(params, config, post)                 # the decoder: layers.mlp, whose last

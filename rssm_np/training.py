@@ -11,10 +11,10 @@ import numpy as np          # plain NumPy (the model's traced NumPy is autograd.
 from autograd import value_and_grad
 from autograd.tracer import getval
 
-from .adam import adam_update, flat_of, global_norm_flat, init_adam
+from .adam import init_adam
 from .config import check_fits_memory, check_params
 from .model import init_params, negative_elbo
-from .utils.speed import keep_freed_memory, unpack
+from .utils.speed import adam_update, flat_of, global_norm_flat, keep_freed_memory, unpack
 from .utils.trees import tree_leaves, tree_rebuild
 from .utils.validate import check_batch, check_int, check_number, check_seed, check_user_batch, is_config
 from .world import actions_into_frames, make_dataset
@@ -116,7 +116,7 @@ def make_train_step(config, batches=None):
     """Build train_step(state) -> (state, stats) for this config.
 
     One step: batch_k -> (L, dL/dtheta) by autograd -> clip -> Adam (clip_by_global_norm, then
-    adam_step, run as adam.adam_update). batches(step) gives batch_k (None: training_batch, the dot
+    adam_step, run as utils.speed.adam_update). batches(step) gives batch_k (None: training_batch, the dot
     world); a batch from the user is checked before it is used.
     """
     keep_freed_memory()
@@ -142,7 +142,7 @@ def make_train_step(config, batches=None):
         inputs = elbo_inputs(batch, config, seed=(config.seed, step, 1))
         _, grads = loss_and_grad(leaves, state["params"], inputs, stats)
         # clip_by_global_norm, then adam_step: the same numbers, run over one flat buffer of all
-        # the leaves (adam.adam_update; tests/test_adam.py checks it against those two).
+        # the leaves (utils.speed.adam_update; tests/test_adam.py checks it against those two).
         grad = flat_of(grads)
         stats["grad_norm"] = global_norm_flat(grad)
         stats["finite"] = bool(np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rssm_np import adam
+from rssm_np.utils import speed
 from rssm_np.adam import adam_step, clip_by_global_norm, init_adam
 
 
@@ -61,11 +61,11 @@ def test_clip_by_global_norm():
     np.testing.assert_allclose(unclipped[0], grads[0])
 
 
-# --- the flat update (adam.adam_update), the train step's fast path, against the readable one ---
+# --- the flat update (speed.adam_update), the train step's fast path, against the readable one ---
 
 def _leaves(rng, dtype, scale=1.0):
     """Leaves of mixed shapes, together longer than two chunks, so pieces straddle chunk edges."""
-    shapes = [(3, 7), (adam.CHUNK + 5,), (1,), (130, 129), (4,)]
+    shapes = [(3, 7), (speed.CHUNK + 5,), (1,), (130, 129), (4,)]
     return [(scale * rng.standard_normal(shape)).astype(dtype) for shape in shapes]
 
 
@@ -75,9 +75,9 @@ def _readable(leaves, state, grads, learning_rate, max_norm):
 
 
 def _flat(leaves, state, grads, learning_rate, max_norm):
-    grad = adam.flat_of(grads)
-    norm = adam.global_norm_flat(grad)
-    return adam.adam_update(leaves, grad, norm, state, learning_rate, max_norm) + (norm,)
+    grad = speed.flat_of(grads)
+    norm = speed.global_norm_flat(grad)
+    return speed.adam_update(leaves, grad, norm, state, learning_rate, max_norm) + (norm,)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -116,29 +116,29 @@ def test_flat_adam_reuses_its_buffer_and_mutates_nothing():
     params, grads = _leaves(rng, "float32"), _leaves(rng, "float32")
     state = init_adam(params)
     before = [p.copy() for p in params]
-    grad = adam.flat_of(grads)
-    new_params, new_state = adam.adam_update(params, grad, adam.global_norm_flat(grad), state, 0.1, 100.0)
+    grad = speed.flat_of(grads)
+    new_params, new_state = speed.adam_update(params, grad, speed.global_norm_flat(grad), state, 0.1, 100.0)
     assert all(np.array_equal(p, b) for p, b in zip(params, before))
     assert state["step"] == 0 and all(np.all(m == 0) for m in state["m"] + state["v"])
-    flat = adam.flat_of(new_params)
+    flat = speed.flat_of(new_params)
     assert all(p.base is flat for p in new_params)
     np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in new_params]))
-    assert adam.flat_of(new_state["m"]) is new_state["m"][0].base
+    assert speed.flat_of(new_state["m"]) is new_state["m"][0].base
     reordered = [new_params[1], new_params[0]] + new_params[2:]          # the same views, another order
-    assert adam.flat_of(reordered) is not flat
-    np.testing.assert_array_equal(adam.flat_of(reordered), np.concatenate([p.ravel() for p in reordered]))
+    assert speed.flat_of(reordered) is not flat
+    np.testing.assert_array_equal(speed.flat_of(reordered), np.concatenate([p.ravel() for p in reordered]))
 
 
 def test_flat_adam_refuses_to_mix_precisions():
     """A float64 gradient of float32 weights (or leaves of two dtypes) is an error, not a silent cast."""
     params = [np.ones(3, np.float32), np.ones(2, np.float32)]
     with pytest.raises(TypeError, match="dtype"):
-        adam.flat_of([np.ones(3, np.float32), np.ones(2, np.float64)])
+        speed.flat_of([np.ones(3, np.float32), np.ones(2, np.float64)])
     grad = np.ones(5, np.float64)
     with pytest.raises(TypeError, match="float64"):
-        adam.adam_update(params, grad, 1.0, init_adam(params), 0.1, 10.0)
+        speed.adam_update(params, grad, 1.0, init_adam(params), 0.1, 10.0)
 
 
 def test_global_norm_flat():
     grads = [np.array([3.0], np.float32), np.array([[4.0]], np.float32)]
-    assert adam.global_norm_flat(adam.flat_of(grads)) == pytest.approx(5.0, rel=1e-15)
+    assert speed.global_norm_flat(speed.flat_of(grads)) == pytest.approx(5.0, rel=1e-15)

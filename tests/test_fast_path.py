@@ -14,7 +14,9 @@ from autograd import grad
 
 import autograd.core
 from rssm_np import Config, adam, fused, init_params, layers, training
-from rssm_np.distributions import bernoulli_nll, dense_bernoulli_nll
+from rssm_np.utils import speed
+from rssm_np.distributions import bernoulli_nll
+from rssm_np.utils.speed import dense_bernoulli_nll
 from rssm_np.model import decode
 from rssm_np.training import init_train_state, make_train_step
 from rssm_np.utils.trees import tree_leaves
@@ -75,7 +77,7 @@ def test_row_mean_is_numpys_mean_to_the_bit(dtype):
 def test_dense_elu_finite_differences(seed):
     rng = onp.random.default_rng(seed)
     tree = {"x": rng.standard_normal((6, 5)), "w": rng.standard_normal((5, 4)), "b": rng.standard_normal(4)}
-    check_tree(lambda p: weighted_sum(layers.dense_elu(p["x"], p["w"], p["b"]), seed), tree, seed)
+    check_tree(lambda p: weighted_sum(speed.dense_elu(p["x"], p["w"], p["b"]), seed), tree, seed)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -90,9 +92,9 @@ def test_dense_elu_is_elu_of_dense_to_the_bit(dtype):
         return _readout(layers.elu(layers.dense({"w": p["w"], "b": p["b"]}, p["x"])), dtype)
 
     def fused_lines(p):
-        return _readout(layers.dense_elu(p["x"], p["w"], p["b"]), dtype)
+        return _readout(speed.dense_elu(p["x"], p["w"], p["b"]), dtype)
 
-    _same_bits(layers.dense_elu(tree["x"], tree["w"], tree["b"]),
+    _same_bits(speed.dense_elu(tree["x"], tree["w"], tree["b"]),
                layers.elu(layers.dense({"w": tree["w"], "b": tree["b"]}, tree["x"])))
     want, got = grad(readable)(tree), grad(fused_lines)(tree)
     for name in tree:

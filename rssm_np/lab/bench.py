@@ -145,7 +145,7 @@ def pieces(config, rounds=100):
     sizes: whether the two give the same numbers (bit for bit), and the median time ratio
     fast / readable over `rounds` alternating calls (below 1: the fast piece is faster).
 
-        adam        clip_by_global_norm + adam_step    against adam.adam_update on one flat buffer
+        adam        clip_by_global_norm + adam_step    against speed.adam_update on one flat buffer
         likelihood  model.decode + bernoulli_nll      against fused.decode_nll (value and gradient)
         elu         np.where(x > 0, x, e^x - 1)       against layers.elu's where-free form
         row_mean    ndarray.mean(axis=-1)             against fused.row_mean (the GRU's layer norm)
@@ -156,6 +156,7 @@ def pieces(config, rounds=100):
     from ..layers import elu, mean_of
     from ..model import decode, init_params
     from ..training import elbo_inputs, training_batch
+    from ..utils import speed
     from ..utils.speed import keep_freed_memory
     from ..utils.trees import tree_leaves
     keep_freed_memory()                                       # as make_train_step does
@@ -164,8 +165,8 @@ def pieces(config, rounds=100):
     leaves = tree_leaves(params)
     grads = [(1e-2 * rng.standard_normal(leaf.shape)).astype(leaf.dtype) for leaf in leaves]
     state = adam.adam_step(leaves, grads, adam.init_adam(leaves), 1e-3)[1]
-    flat = adam.flat_of(grads)
-    flat_leaves, flat_state = adam.adam_update(leaves, flat, adam.global_norm_flat(flat), state, 1e-3,
+    flat = speed.flat_of(grads)
+    flat_leaves, flat_state = speed.adam_update(leaves, flat, speed.global_norm_flat(flat), state, 1e-3,
                                                config.grad_clip)   # views into one buffer, as in training
 
     def readable_adam(leaves=flat_leaves, state=flat_state):
@@ -173,8 +174,8 @@ def pieces(config, rounds=100):
         return adam.adam_step(leaves, clipped, state, 1e-3)[0]
 
     def fast_adam():
-        flat = adam.flat_of(grads)
-        return adam.adam_update(flat_leaves, flat, adam.global_norm_flat(flat), flat_state, 1e-3, config.grad_clip)[0]
+        flat = speed.flat_of(grads)
+        return speed.adam_update(flat_leaves, flat, speed.global_norm_flat(flat), flat_state, 1e-3, config.grad_clip)[0]
 
     pixels, _, _, weight, _ = elbo_inputs(training_batch(config, 0), config, 0)
     batch, steps = pixels.shape[:2]
