@@ -99,16 +99,19 @@ def test_play_refuses_to_replace_the_gif_or_its_png_unless_asked(model_path, tmp
     assert not (tmp_path / ".lock").exists()                 # one file pair, not a run folder: no lock left
 
 
-def test_demo_and_compare_notice_each_others_results(tmp_path, capsys):
-    """Both draw error_by_horizon.png at the top of --out: each claims every file it writes."""
-    demo_run, compare_run = tmp_path / "demo", tmp_path / "compare"
-    for folder in (demo_run, compare_run):
-        folder.mkdir()
-        (folder / "error_by_horizon.png").write_bytes(b"figure")
-    err = usage_error(compare.main, ["--steps", "2", "--out", str(demo_run)], capsys)
-    assert "(error_by_horizon.png)" in err and "--overwrite" in err
-    err = usage_error(demo.main, ["--steps", "2", "--out", str(compare_run)], capsys)
-    assert "(error_by_horizon.png)" in err and "--overwrite" in err
+def test_the_commands_file_names_do_not_collide(tmp_path, capsys):
+    """The demo, the comparison and the planner write into --out under names no other one uses, so
+    no command's results are another's to replace; and each still refuses its own names."""
+    import demo
+    claimed = {"demo": set(demo.RESULTS) | set(demo.SEEDS_RESULTS), "compare": set(compare.RESULTS + compare.FIGURES),
+               "plan": set(plan.RESULTS)}
+    for first in claimed:
+        for second in claimed:
+            if first < second:
+                assert not claimed[first] & claimed[second], (first, second, claimed[first] & claimed[second])
+    (tmp_path / "compare_error_by_horizon.png").write_bytes(b"figure")
+    err = usage_error(compare.main, ["--steps", "2", "--out", str(tmp_path)], capsys)
+    assert "(compare_error_by_horizon.png)" in err and "--overwrite" in err
 
 
 def test_each_command_knows_every_file_it_writes():
@@ -126,8 +129,7 @@ def test_each_command_knows_every_file_it_writes():
     names = {"demo": set(demo.RESULTS), "plan": set(plan.RESULTS), "seeds": set(demo.SEEDS_RESULTS),
              "compare": set(compare.RESULTS + compare.FIGURES)}
     shared = {(a, b): names[a] & names[b] for a in names for b in names if a < b and names[a] & names[b]}
-    # The one shared name is claimed by both, so neither replaces the other's (the test above).
-    assert shared == {("compare", "demo"): {"error_by_horizon.png"}}
+    assert shared == {}                             # no name is two commands' (the test above)
 
 
 def compare_state(folder, seed=0, step=2, name="checkpoint.npz", model="rnn"):

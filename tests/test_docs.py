@@ -244,8 +244,8 @@ def test_figures_are_copied_small_from_the_runs_that_drew_them(tmp_path, capsys,
         docs.copy_figures(root, [str(tmp_path)])
     with pytest.raises(ValueError, match="both"):
         docs.copy_figures(root, [demo, demo])
-    os.remove(os.path.join(compare, "lesson.png"))
-    with pytest.raises(ValueError, match="lesson.png missing"):
+    os.remove(os.path.join(compare, "compare_lesson.png"))
+    with pytest.raises(ValueError, match="compare_lesson.png missing"):
         docs.copy_figures(root, [compare])
     monkeypatch.setattr(docs, "FIGURES_LIMIT", 10)
     assert docs.main(["--root", root, "--figures", demo]) == 1

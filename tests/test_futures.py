@@ -54,7 +54,7 @@ def test_compare_runs_end_to_end_and_refuses_bad_arguments(tmp_path):
     summary = json.loads((out / "compare.json").read_text())
     assert set(summary["results"]["random"]) == {"rnn", "rssm"}
     assert np.isnan(summary["results"]["random"]["rnn"]["event_spread_ratio"])
-    assert (out / "random" / "rssm" / "model.npz").exists() and (out / "lesson.png").exists()
+    assert (out / "random" / "rssm" / "model.npz").exists() and (out / "compare_lesson.png").exists()
     again = subprocess.run([sys.executable, "-m", "rssm_np.lab.compare", "--steps", "2", "--out", str(out)],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr

@@ -36,7 +36,7 @@ MODELS = ("rnn", "ssm", "rssm")
 WORLDS = ("bounce", "random")
 DEFAULT_STEPS = 1500
 RESULTS = ("compare.json", "compare.md")
-FIGURES = ("lesson.png", "when_necessary.png", "error_by_horizon.png")     # write_figures draws these
+FIGURES = ("compare_lesson.png", "compare_when_necessary.png", "compare_error_by_horizon.png")   # write_figures's
 MODEL_FILES = ("model.npz", "checkpoint.npz")                                # in OUT/<world>/<model>/
 
 
@@ -283,13 +283,13 @@ def write_figures(out, models, results, seed):
             for i in range(1 if name == "rnn" else 3):
                 rows[f"{name} {'future' if name == 'rnn' else f'sample {i + 1}'}"] = futures[i]
         hits = np.flatnonzero(data["events"][b, CONTEXT:]) + 1
-        paths.append(plots.futures_side_by_side(os.path.join(out, "lesson.png"), data["obs"][b, CONTEXT - 1],
+        paths.append(plots.futures_side_by_side(os.path.join(out, "compare_lesson.png"), data["obs"][b, CONTEXT - 1],
                                                 rows, hits))
         averages = {model: {key: results["random"][model][key] for key in ("surprise_at_events", "spread_at_events")}
                     for model in models["random"] if "surprise_at_events" in results["random"][model]}
         if averages:
-            paths.append(plots.event_averages(os.path.join(out, "when_necessary.png"), averages))
-    paths.append(plots.futures_by_horizon(os.path.join(out, "error_by_horizon.png"), results))
+            paths.append(plots.event_averages(os.path.join(out, "compare_when_necessary.png"), averages))
+    paths.append(plots.futures_by_horizon(os.path.join(out, "compare_error_by_horizon.png"), results))
     return paths
 
 

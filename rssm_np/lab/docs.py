@@ -388,9 +388,9 @@ FIGURES = (
     ("demo", "future_fan.png", "future_fan.png"),
     ("demo", "two_actions.png", "two_actions.png"),
     ("demo", "kl_per_dim.png", "kl_per_dim.png"),
-    ("compare", "lesson.png", "compare_lesson.png"),
-    ("compare", "when_necessary.png", "compare_when_necessary.png"),
-    ("compare", "error_by_horizon.png", "compare_error_by_horizon.png"),
+    ("compare", "compare_lesson.png", "compare_lesson.png"),
+    ("compare", "compare_when_necessary.png", "compare_when_necessary.png"),
+    ("compare", "compare_error_by_horizon.png", "compare_error_by_horizon.png"),
     ("plan", "plan_episodes.png", "plan_episodes.png"),
     ("plan", "plan.gif", "plan.gif"),
 )
