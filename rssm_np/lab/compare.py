@@ -28,8 +28,8 @@ from .evaluate import CONTEXT
 from .futures import SAMPLES, event_metrics, events_dataset, futures_dataset, future_metrics
 from .results import provenance
 from ..model import predict
-from ..utils.files import (FolderError, run_command, check_folder, claim_folder, signal_exit_code, stop_signals, stopped_by, tell,
-                           write_text)
+from ..utils.files import (FolderError, check_folder, claim_folder, run_command, signal_exit_code, stop_signals,
+                           stopped_by, tell, write_text_or_keep)
 from ..training import init_train_state, train
 
 MODELS = ("rnn", "ssm", "rssm")
@@ -344,9 +344,10 @@ def run(args):
     summary = {"steps": args.steps, "seed": args.seed, "recipe": args.recipe, "free_nats": args.free_nats, "samples": SAMPLES, "context": CONTEXT,
                "sequences": args.sequences,
                "wall_seconds": round(wall, 1), "timing": timing, "results": results, "provenance": args.provenance}
-    json_path = write_text(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
+    # The measurements cost minutes: a write that fails now keeps them beside (files.write_or_keep).
+    json_path = write_text_or_keep(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))
     markdown = table(results)
-    md_path = write_text(os.path.join(args.out, "compare.md"), markdown)
+    md_path = write_text_or_keep(os.path.join(args.out, "compare.md"), markdown)
     print()
     print(markdown)
     print(f"wall time {wall / 60:.1f} min; wrote:")
