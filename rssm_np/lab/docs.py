@@ -153,7 +153,7 @@ def compare_table(summary):
     drawn by the same compare.table that writes its compare.md, and what the run cost."""
     text = compare.table(summary["results"]).rstrip("\n")
     idle = [f"{run} {timing['kl_below_free_nats']:.0%}" for run, timing in summary.get("timing", {}).items()
-            if timing.get("kl_below_free_nats") is not None]
+            if timing.get("kl_below_free_nats")]                      # said where the KL term idled
     return (text + f"\n\nEach model trained {summary['steps']} steps with seed {summary['seed']} "
             f"(recipe: {summary.get('recipe', 'old')}); measured on {summary['sequences']} held-out sequences with "
             f"{summary['samples']} sampled futures each. The whole command took "
