@@ -378,7 +378,7 @@ def record(root, name, path, command=None):
 
 MAX_WIDTH = 900                      # px: a PNG wider than this is shrunk
 FIGURES_LIMIT = 2 * 1024 * 1024      # bytes: all of docs/'s pictures together
-KINDS = {"demo": "metrics.json", "compare": "compare.json", "plan": "plan.json"}   # a run folder, by its results
+KINDS = {"demo": "metrics.json", "compare": "compare.json", "plan": "plan.json", "pendulum": "pendulum.json"}   # a run folder, by its results
 # (kind of run, file in its folder, name under docs/)
 FIGURES = (
     ("demo", "imagination.gif", "imagination.gif"),
@@ -391,6 +391,7 @@ FIGURES = (
     ("compare", "compare_lesson.png", "compare_lesson.png"),
     ("compare", "compare_when_necessary.png", "compare_when_necessary.png"),
     ("compare", "compare_error_by_horizon.png", "compare_error_by_horizon.png"),
+    ("pendulum", "open_loop.png", "pendulum_open_loop.png"),
     ("plan", "plan_episodes.png", "plan_episodes.png"),
     ("plan", "plan.gif", "plan.gif"),
 )
