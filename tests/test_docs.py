@@ -79,22 +79,8 @@ FAKE = {
                 "results": {"bounce": {"rnn": future(9.0, "mean_over_40", math.nan),
                                        "rssm": future(1.5, "mean_over_40", math.nan)},
                             "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
-    "compare_seed1": {"steps": 300, "seed": 0, "free_nats": None, "samples": 32, "context": 10, "sequences": 8,
-                "wall_seconds": 600.0, "timing": {},
-                "results": {"bounce": {"rnn": future(9.0, "mean_over_40", math.nan),
-                                       "rssm": future(1.5, "mean_over_40", math.nan)},
-                            "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
-    "compare_old": {"steps": 300, "seed": 0, "free_nats": None, "samples": 32, "context": 10, "sequences": 8,
-                "wall_seconds": 600.0, "timing": {},
-                "results": {"bounce": {"rnn": future(9.0, "mean_over_40", math.nan),
-                                       "rssm": future(1.5, "mean_over_40", math.nan)},
-                            "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
-    "compare_old_free0": {"steps": 300, "seed": 0, "free_nats": None, "samples": 32, "context": 10, "sequences": 8,
-                "wall_seconds": 600.0, "timing": {},
-                "results": {"bounce": {"rnn": future(9.0, "mean_over_40", math.nan),
-                                       "rssm": future(1.5, "mean_over_40", math.nan)},
-                            "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
 }
+FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0")})
 
 
 def write_results(root, names=FAKE):
