@@ -20,7 +20,6 @@ from rssm_np.utils.speed import dense_bernoulli_nll
 from rssm_np.model import decode
 from rssm_np.training import init_train_state, make_train_step
 from rssm_np.utils.trees import tree_leaves
-from rssm_np.world import make_dataset
 from test_gradients import SEEDS, TINY, check_tree, weighted_sum
 
 

@@ -104,7 +104,7 @@ def test_predict_from_a_loaded_model_in_a_fresh_process(small, tmp_path):
     np.save(tmp_path / "obs.npy", batch["obs"][:, :3])
     expected = predict(params, config, batch["obs"][:, :3], horizon=4)
     code = ("import numpy as np, sys; from rssm_np import predict; from rssm_np.checkpoint import load; "
-            f"out = predict(*load(sys.argv[1]), np.load(sys.argv[2]), horizon=4); np.save(sys.argv[3], out)")
+            "out = predict(*load(sys.argv[1]), np.load(sys.argv[2]), horizon=4); np.save(sys.argv[3], out)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.npz"), str(tmp_path / "obs.npy"),
                     str(tmp_path / "out.npy")], check=True, cwd=root)

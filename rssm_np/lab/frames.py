@@ -174,7 +174,7 @@ def table(metrics, horizon=20):
         label = LABELS[name].format(M=metrics["samples"])
         lines.append(f"| {label} | " + " | ".join(f"{mse[h - 1]:.4f}" for h in shown)
                      + f" | {over(mse, horizon):.4f} | {over(mse, horizon) / copied:.2f} | {over(nll, horizon):.1f} |")
-    lines.append(f"| true frames (the NLL's floor) | " + " | ".join("0" for _ in shown)
+    lines.append("| true frames (the NLL's floor) | " + " | ".join("0" for _ in shown)
                  + f" | 0 | 0 | {over(metrics['floor'], horizon):.1f} |")
     spread_at = " | ".join(f"{metrics['spread'][h - 1]:.4f}" for h in shown)
     lines.append(f"| spread of the {metrics['samples']} sampled futures (RMS per-pixel std) | {spread_at} "
