@@ -213,11 +213,12 @@ def run(args, received, measured):
     header = {"model": args.model, "episodes": args.episodes, "seed": args.seed, "readout": args.readout,
               "settings": settings, "steps": EPISODE_STEPS, "success_px": SUCCESS_PX}
     planner = Planner(args.params, args.config, readout=args.readout, **settings)
-    recorder = Recorder(planner, args.episodes)
+    recorder, finished = Recorder(planner, args.episodes), {}
     try:
-        goals, results = evaluate_planners(planner, episodes=args.episodes, seed=args.seed, on_step=recorder)
+        goals, results = evaluate_planners(planner, episodes=args.episodes, seed=args.seed, on_step=recorder,
+                                           results=finished)
     except KeyboardInterrupt:                 # Ctrl-C, SIGTERM, SIGHUP (stop_signals): keep the episodes so far
-        return keep_so_far(args, recorder, header, measured, received)
+        return keep_so_far(args, recorder, header, measured, received, finished)
     print()
     print(table(results))                     # on the screen first: if every write fails, the numbers remain
     print(f"(success: final distance <= {SUCCESS_PX:g} px; ms/step: wall time of one planned step per episode, "
@@ -259,10 +260,10 @@ def episodes_so_far(args, steps, actions):
     return positions, goals
 
 
-def keep_so_far(args, recorder, header, measured, received):
-    """What a stopped plan keeps: the model planner's episodes up to its last finished step, in
-    plan_so_far.json (their metrics so far) and plan.gif (episode 0). The reference planners run
-    before it; evaluate_planners returns all four together, so theirs are not kept."""
+def keep_so_far(args, recorder, header, measured, received, finished):
+    """What a stopped plan keeps: the reference planners that finished (they run first) and the model
+    planner's episodes up to its last finished step, in plan_so_far.json (their metrics) and plan.gif
+    (episode 0 of the model's)."""
     reason, code = stopped_by(received), signal_exit_code(received)
     name, step = recorder.at
     steps = min(len(recorder.actions), len(recorder.frames))
@@ -271,8 +272,9 @@ def keep_so_far(args, recorder, header, measured, received):
              f"made a step: nothing to keep, nothing written")
         return code
     positions, goals = episodes_so_far(args, steps, recorder.actions)
+    references = {name: {k: v for k, v in r.items() if k != "positions"} for name, r in finished.items()}
     record = {**header, "stopped_after_step": steps,
-              "results": {"CEM in the model": episode_metrics(positions, goals, recorder.seconds)},
+              "results": {**references, "CEM in the model": episode_metrics(positions, goals, recorder.seconds)},
               "provenance": measured}
     try:
         paths = [write_text_or_keep(os.path.join(args.out, "plan_so_far.json"), json.dumps(record, indent=2)),

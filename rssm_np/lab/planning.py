@@ -292,12 +292,14 @@ def episode_metrics(positions, goals, seconds):
     }
 
 
-def evaluate_planners(planner, episodes=64, seed=0, on_step=None):
+def evaluate_planners(planner, episodes=64, seed=0, on_step=None, results=None):
     """The model's planner and three references on the same real episodes.
 
     The references: zero actions (the dot coasts), uniform random actions, and CemPhysics with
     the planner's own search settings. on_step(name, t, seconds) is called after every real step.
-    Returns goals (B, 2) and a dict name -> episode_metrics plus "positions" (B, T + 1, 2).
+    Returns goals (B, 2) and a dict name -> episode_metrics plus "positions" (B, T + 1, 2): the
+    `results` dict given, if any, filled as each planner finishes (a caller stopped midway keeps
+    the finished ones).
     """
     config = planner.config
     size, boundary = config.image_size, config.boundary
@@ -311,7 +313,7 @@ def evaluate_planners(planner, episodes=64, seed=0, on_step=None):
         "CEM + true physics": (physics, lambda frames, states, goals: physics.act(states, goals)),
         "CEM in the model": (planner, lambda frames, states, goals: planner.act(frames, goals)),
     }
-    results = {}
+    results = {} if results is None else results
     for name, (searcher, act) in policies.items():
         if searcher is not None:
             searcher.reset(episodes)
