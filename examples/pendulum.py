@@ -129,7 +129,8 @@ def make_batches(config):
 
 DEFAULT_STEPS = 2500    # at the default sizes, a few minutes on two cores (the progress line's ETA says)
 CONTEXT, HORIZON = 10, 40   # held out: the model sees 10 frames, then imagines 40 with none
-RESULTS = ("model.npz", "pendulum.json")
+RESULTS = ("model.npz", "pendulum.json", "training.png", "open_loop.png", "error_by_horizon.png",
+           "sampled_futures.png", "kl_per_dim.png")          # every file it writes, claimed before training
 
 
 def make_config(steps, seed):

@@ -13,8 +13,8 @@ the two loops over them, imagine and observe, then the bound, negative_elbo.
 
 The state, everywhere: a dict {"deter": h_t, "stoch": z_t, "mean", "std"} (the last two: the
 distribution z_t was drawn from). The ablations "rnn" and "ssm" (Config.model) swap one piece each;
-variants.py says which, and is asked at those places only. The levers (KL balancing, latent
-overshooting) change the KL term's gradient, in levers.py.
+variants.py says which, and is asked at those places only. The levers (KL balancing, latent and
+observation overshooting) train the prior harder, in levers.py.
 
 Shapes, the same letters in every file of rssm_np:
     B sequences in a batch      T time steps (frames)      K imagined steps (horizon)

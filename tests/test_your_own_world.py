@@ -201,6 +201,7 @@ BAD_BATCHES = [
     (changed(obs=lambda b: b["obs"] * 255), {}, ValueError, "(8-bit images? divide by 255)"),
     (changed(obs=lambda b: b["obs"] - 0.5), {}, ValueError, "frames must lie in [0, 1]"),
     (good, {"overshooting": 20, "seq_len": 20}, ValueError, "config.overshooting is 20, but batch['obs'] from"),
+    (good, {"obs_overshooting": 20, "seq_len": 20}, ValueError, "config.obs_overshooting is 20, but batch['obs']"),
     (changed(mask=lambda b: np.zeros((8, 16, 32, 32), np.float32)), {}, TypeError, "batch['mask'] must be a bool"),
 ]
 

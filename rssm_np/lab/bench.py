@@ -115,7 +115,7 @@ def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers
         "steps_timed": steps, "peak_rss_mb": round(peak_rss_mb(), 1),
         "gflop_per_step": round(flops / 1e9, 3), "achieved_gflops": round(flops / 1e9 / (median / 1000), 2),
         "traced_primitives": traced_primitives(config), "kl_balance": config.kl_balance,
-        "overshooting": config.overshooting,
+        "overshooting": config.overshooting, "obs_overshooting": config.obs_overshooting,
         "batch": batch, "seq_len": seq_len, "dtype": dtype, "fused": fused,
         "image_size": config.image_size, "deter_size": config.deter_size, "stoch_size": config.stoch_size,
         "hidden_size": config.hidden_size, "embed_size": config.embed_size,
@@ -245,6 +245,8 @@ def main(argv=None):
     parser.add_argument("--kl-balance", type=float, default=0.0, metavar="A", help="time with KL balancing A (default 0: off)")
     parser.add_argument("--overshooting", type=int, default=1, metavar="D",
                         help="time with latent overshooting to distance D (default 1: off)")
+    parser.add_argument("--obs-overshooting", type=int, default=1, metavar="D",
+                        help="time with observation overshooting to distance D (default 1: off)")
     parser.add_argument("--scaling", action="store_true", help="table and plot over T and B")
     parser.add_argument("--pieces", action="store_true",
                         help="time each fast piece against the readable lines it mirrors, alternately in one process")
@@ -265,7 +267,8 @@ def main(argv=None):
         return
     try:
         result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain,
-                                 kl_balance=args.kl_balance, overshooting=args.overshooting)
+                                 kl_balance=args.kl_balance, overshooting=args.overshooting,
+                                 obs_overshooting=args.obs_overshooting)
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps(dict(result, provenance=measured)))

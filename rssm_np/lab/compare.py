@@ -9,7 +9,7 @@ only, "ssm" stochastic only, "rssm" both. Same encoder, decoder, sizes, data, st
 Writes OUT/<world>/<model>/model.npz, OUT/compare.json, OUT/compare.md and three figures.
 Rerunning the same command reuses the models already trained (same config, same steps) and
 continues an interrupted one from its furthest-along checkpoint. Models of another run (another
---seed, --free-nats or --steps) and the results of a finished comparison are refused before any
+--seed, --recipe, --free-nats or --steps) and the results of a finished comparison are refused before any
 training, unless --overwrite.
 """
 

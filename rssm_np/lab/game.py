@@ -1,7 +1,7 @@
 """The play mode's game: the real world, the model's belief, its eyes, one step per key.
 
 A game is a plain value stepped by step(game, key) -> game; nothing here draws, so the rules are
-tested without a screen (rssm_np/play.py draws a game and runs the window and the recording).
+tested without a screen (lab/play.py draws a game and runs the window and the recording).
 Each key moves the real dot one step, and the belief one step of the RSSM:
     eyes open:    h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}),  z_t ~ q(z_t | h_t, x_t)   observe: the image corrects
     eyes closed:  h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1}),  z_t ~ p(z_t | h_t)        imagine: the prior dreams
@@ -50,7 +50,7 @@ class Model:
     """What stays fixed during a game: the weights, their config, and a planner if there is one."""
     params: dict
     config: object
-    planner: object = None       # a rssm_np.planning.Planner, or None in a version without planning
+    planner: object = None       # a lab.planning.Planner, or None (load_model(..., planner=False))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

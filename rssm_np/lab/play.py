@@ -12,7 +12,7 @@ The belief is shown twice: the mean path (z = the mean at every step) decoded to
 few particles, beliefs whose z is sampled at every step, decoded to dots that show the spread.
 With eyes open the particles collapse onto the image; with eyes closed they fan out.
 
-The game (rssm_np/game.py) is a plain value stepped by step(game, key) -> game; this file only
+The game (lab/game.py) is a plain value stepped by step(game, key) -> game; this file only
 draws it and runs the window and the recording, so the rules are tested without a screen.
 A recording keeps its promises as every command that writes does (utils/files.py): OUT.gif and
 OUT.png are checked before the first frame (replaced only with --overwrite), a key script is

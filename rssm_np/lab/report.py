@@ -50,7 +50,9 @@ def describe(config):
                                    (f"pushes on {config.push_share:.0%} of the frames", config.control)) if on]
     levers = [text for text, on in (("planned step-size schedule", config.lr_decay_steps),
                                     (f"KL balancing {config.kl_balance:g}", config.kl_balance),
-                                    (f"overshooting {config.overshooting}", config.overshooting > 1)) if on]
+                                    (f"overshooting {config.overshooting}", config.overshooting > 1),
+                                    (f"observation overshooting {config.obs_overshooting}",
+                                     config.obs_overshooting > 1)) if on]
     return (f"training on the {config.image_size}x{config.image_size} dot world"
             f"{' with ' + ' and '.join(world) if world else ''} (batch {config.batch_size}, "
             f"sequences of {config.seq_len}{'; ' + ', '.join(levers) if levers else ''}); Ctrl-C saves and stops")

@@ -201,10 +201,11 @@ def check_user_batch(batch, config, step=0):
         hint = " (8-bit images? divide by 255)" if low >= 0 and high <= 255 else ""
         raise ValueError(f"{name_obs} has values in [{low:.4g}, {high:.4g}], but frames must lie in [0, 1] "
                          f"(the decoder's Bernoulli likelihood): scale them{hint}")
-    if config.overshooting > obs.shape[1]:
-        raise ValueError(f"config.overshooting is {config.overshooting}, but {name_obs} holds sequences of "
-                         f"{obs.shape[1]} frames: a prior d steps ahead needs d frames; make sequences of at least "
-                         f"{config.overshooting} frames, or pass Config(overshooting={obs.shape[1]})")
+    for field in ("overshooting", "obs_overshooting"):
+        if getattr(config, field) > obs.shape[1]:
+            raise ValueError(f"config.{field} is {getattr(config, field)}, but {name_obs} holds sequences of "
+                             f"{obs.shape[1]} frames: a dream d steps ahead needs d frames; make sequences of at "
+                             f"least {getattr(config, field)} frames, or pass Config({field}={obs.shape[1]})")
     check_batch(batch, config)
 
 
