@@ -68,20 +68,12 @@ def overshooting_kl(params, config, post, prior, prev_actions, overshoot_eps, im
     post, prior: observe()'s states; prev_actions (B, T, A); overshoot_eps (D - 1, B, T, Z).
     Returns a scalar.
     """
-    batch, steps = prev_actions.shape[:2]
-    deter, mean, std = post["deter"], prior["mean"], prior["std"]               # p_1 at every t (h_t shared), (B, T, .)
     terms = []
-    for d in range(2, config.overshooting + 1):
-        rows = batch * (steps - d + 1)
-        # p_{d-1} is known at frames d-2 .. T-1; dreaming on from frames d-2 .. T-2 gives p_d at d-1 .. T-1.
-        state = {"deter": deter[:, :-1].reshape(rows, -1),                       # h_t of p_{d-1}, (rows, H)
-                 "stoch": variants.sample(config, mean[:, :-1], std[:, :-1],
-                                          overshoot_eps[d - 2][:, d - 2:-1]).reshape(rows, -1)}  # z_t ~ p_{d-1}
-        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
-        deter, mean, std = (dream[key].reshape(batch, steps - d + 1, -1) for key in ("deter", "mean", "std"))
+    for d, dream in dreams_ahead(params, config, post, prior, prev_actions, config.overshooting, img_step,
+                                 overshoot_eps):
         target_mean = stop_gradient(post["mean"][:, d - 1:])                       # (B, T - d + 1, Z)
         target_std = stop_gradient(post["std"][:, d - 1:])
-        terms.append(free_nats(kl_gaussian(target_mean, target_std, mean, std), config.free_nats))
+        terms.append(free_nats(kl_gaussian(target_mean, target_std, dream["mean"], dream["std"]), config.free_nats))
     return sum(terms) / len(terms)
 
 
@@ -97,14 +89,30 @@ def observation_overshooting(params, config, post, prior, pixels, weight, prev_a
     open-loop guesses in the frame's terms: what an imagined rollout is judged by. It costs one
     decoder pass over B*T rows per distance. pixels (B, T, D); weight (B, T, D) or None.
     """
-    batch, steps = prev_actions.shape[:2]
-    deter, mean = post["deter"], prior["mean"]                                   # p_1 at every t, (B, T, .)
     terms = []
-    for d in range(2, config.obs_overshooting + 1):
-        rows = batch * (steps - d + 1)
-        state = {"deter": deter[:, :-1].reshape(rows, -1), "stoch": mean[:, :-1].reshape(rows, -1)}
-        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
-        deter, mean = (dream[key].reshape(batch, steps - d + 1, -1) for key in ("deter", "mean"))
-        frames = decode(params, config, {"deter": deter, "stoch": mean})            # (B, T - d + 1, D)
+    for d, dream in dreams_ahead(params, config, post, prior, prev_actions, config.obs_overshooting, img_step):
+        frames = decode(params, config, dream)                                        # (B, T - d + 1, D)
         terms.append(mean_of(bernoulli_nll(frames, pixels[:, d - 1:], None if weight is None else weight[:, d - 1:])))
     return sum(terms) / len(terms)
+
+
+def dreams_ahead(params, config, post, prior, prev_actions, distance, img_step, eps=None):
+    """The dreams both overshootings train: for d = 2 .. distance, the state p_d reached by dreaming d
+    steps past the posterior at every start time, as (d, state of (B, T - d + 1, .) arrays).
+
+    From the one-step prior p_1 at every t (h_t shared with the posterior), one more img_step per
+    distance: z_t of p_{d-1} (sampled with eps (D - 1, B, T, Z), or its mean when eps is None) and
+    a_t lead into p_d at t + 1. p_{d-1} is known at frames d-2 .. T-1, so dreaming on from frames
+    d-2 .. T-2 gives p_d at d-1 .. T-1; the B x (T - d + 1) start times run as one batch of rows.
+    """
+    batch, steps = prev_actions.shape[:2]
+    deter, mean, std = post["deter"], prior["mean"], prior["std"]               # p_1 at every t, (B, T, .)
+    for d in range(2, distance + 1):
+        rows = batch * (steps - d + 1)
+        noise = None if eps is None else eps[d - 2][:, d - 2:-1]
+        state = {"deter": deter[:, :-1].reshape(rows, -1),                       # h_t of p_{d-1}, (rows, H)
+                 "stoch": variants.sample(config, mean[:, :-1], std[:, :-1], noise).reshape(rows, -1)}  # z_t
+        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
+        dream = {key: value.reshape(batch, steps - d + 1, -1) for key, value in dream.items()}
+        deter, mean, std = dream["deter"], dream["mean"], dream["std"]
+        yield d, dream

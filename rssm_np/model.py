@@ -206,7 +206,8 @@ def observe(params, config, embed, prev_actions, eps=None, state=None, fused_cor
         posts.append(post_state)
         priors.append(prior_state)
         state = post_state
-    return stack_states(posts), stack_states(priors)                              # (B, T, .)
+    post = stack_states(posts)                                                    # (B, T, .)
+    return post, {**stack_states(priors, ("stoch", "mean", "std")), "deter": post["deter"]}   # h_t is shared
 
 
 def imagine(params, config, state, actions, eps=None):
@@ -224,9 +225,9 @@ def imagine(params, config, state, actions, eps=None):
     return stack_states(states)                                                   # (B, K, .)
 
 
-def stack_states(states):
-    """A list of T states of (B, F) arrays -> one state of (B, T, F) arrays."""
-    return {key: stack_time([state[key] for state in states]) for key in ("deter", "stoch", "mean", "std")}
+def stack_states(states, keys=("deter", "stoch", "mean", "std")):
+    """A list of T states of (B, F) arrays -> one state of (B, T, F) arrays (of these keys)."""
+    return {key: stack_time([state[key] for state in states]) for key in keys}
 
 
 # --- the bound --------------------------------------------------------------------------------
