@@ -56,6 +56,8 @@ CONFIG_FLAGS = (
      "latent overshooting (PlaNet): also train the prior to dream D steps; 1 is off"),
     ("--obs-overshooting", "obs_overshooting", 1, dict(type=positive_int, metavar="D"),
      "observation overshooting (PlaNet): also decode the prior's dreams 2..D steps ahead; 1 is off"),
+    ("--obs-overshooting-every", "obs_overshooting_every", 1, dict(type=positive_int, metavar="K"),
+     "start those dreams at every K-th frame only; K = D-1 dreams each frame once (one more decoder pass)"),
     ("--lr-schedule", "lr_decay_steps", "planned", dict(choices=("planned", "half-life")),
      "planned: the step size falls to its floor over the planned steps; half-life: it halves every 1,000 steps "
      "down to its floor, whatever the length"),

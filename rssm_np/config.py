@@ -51,6 +51,8 @@ class Config:
                                   # for the rnn, its prior's mean regressed onto the posterior's 2 .. D steps ahead
     obs_overshooting: int = 1     # D: observation overshooting (PlaNet); also decode the prior's dreams 2 .. D steps
                                   # ahead and score them against the frames (levers.observation_overshooting); 1: off
+    obs_overshooting_every: int = 1  # k: start those dreams at every k-th frame only (1: every frame; D - 1: each
+                                  # frame dreamed once, one more decoder pass instead of D - 1)
     masked_likelihood: bool = True  # with occlusion, count reconstruction only on unhidden pixels
     # --- training ---
     batch_size: int = 16          # B: sequences per step
@@ -117,6 +119,7 @@ def check_config(config):
     check("push_share", validate.check_number, minimum=0.0, maximum=1.0)
     check("overshooting", validate.check_int, minimum=1)
     check("obs_overshooting", validate.check_int, minimum=1)
+    check("obs_overshooting_every", validate.check_int, minimum=1)
     if config.obs_overshooting > config.seq_len:
         raise ValueError(f"config.obs_overshooting ({config.obs_overshooting}) must be <= config.seq_len "
                          f"({config.seq_len}): a dream d steps ahead needs d frames")

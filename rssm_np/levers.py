@@ -13,10 +13,12 @@ only with observation overshooting (docs/why-both-paths.md).
 Shapes (the glossary is in model.py): B batch, T time, Z stoch, D overshooting distance.
 """
 
+import autograd.numpy as np                 # traced NumPy
+import numpy as onp                         # plain NumPy: constants
 from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
 
 from . import variants
-from .distributions import bernoulli_nll, free_nats, kl_gaussian
+from .distributions import free_nats, kl_gaussian
 from .layers import mean_of
 
 
@@ -77,42 +79,56 @@ def overshooting_kl(params, config, post, prior, prev_actions, overshoot_eps, im
     return sum(terms) / len(terms)
 
 
-def observation_overshooting(params, config, post, prior, pixels, weight, prev_actions, img_step, decode):
+def observation_overshooting(params, config, post, prior, pixels, weight, prev_actions, img_step, frame_nll):
     """Observation overshooting (PlaNet, section 4): decode the prior's own dreams, d = 2 .. D steps
     past the last image, and score them against the frames that came.
 
         term = mean_{d=2..D} mean_{b,t} -log p(x_t | h_t, z_t ~ p_d(z_t | z_{t-d}))
 
-    The dream runs on the prior's mean (no noise): from the one-step prior p_1 at every t (h_t and
-    its mean), one more img_step per distance, as in overshooting_kl. Unlike latent overshooting,
-    which pulls the dreamed z toward the posterior's, this trains the transition on its own
-    open-loop guesses in the frame's terms: what an imagined rollout is judged by. It costs one
-    decoder pass over B*T rows per distance. pixels (B, T, D); weight (B, T, D) or None.
+    The dream runs on the prior's mean (no noise): from the one-step prior p_1 (h_t and its mean),
+    one more img_step per distance, as in overshooting_kl. Unlike latent overshooting, which pulls
+    the dreamed z toward the posterior's, this trains the transition on its own open-loop guesses
+    in the frame's terms: what an imagined rollout is judged by. Dreams start at every
+    k = config.obs_overshooting_every-th frame (k = 1: at every frame, as PlaNet; each frame then
+    costs D - 1 more decoder rows, k = D - 1 costs one: each frame is dreamed once, from 1 to D - 1
+    steps back). The dreams of all distances are decoded as one batch of rows; frame_nll is
+    model.frame_nll (decode, then the Bernoulli likelihood per frame).
+    pixels (B, T, D); weight (B, T, D) or None.
     """
-    terms = []
-    for d, dream in dreams_ahead(params, config, post, prior, prev_actions, config.obs_overshooting, img_step):
-        frames = decode(params, config, dream)                                        # (B, T - d + 1, D)
-        terms.append(mean_of(bernoulli_nll(frames, pixels[:, d - 1:], None if weight is None else weight[:, d - 1:])))
-    return sum(terms) / len(terms)
+    every = config.obs_overshooting_every
+    dreams = list(dreams_ahead(params, config, post, prior, prev_actions, config.obs_overshooting, img_step,
+                               every=every))
+    state = {key: np.concatenate([dream[key] for _, dream in dreams], axis=1)    # (B, R, .), R dreamed frames
+             for key in ("deter", "stoch")}
+    targets = np.concatenate([pixels[:, d - 1::every] for d, _ in dreams], axis=1)   # (B, R, D): the frames
+    mask = None if weight is None else np.concatenate([weight[:, d - 1::every] for d, _ in dreams], axis=1)
+    nll = frame_nll(params, config, state, targets, mask)                        # (B, R)
+    # mean over d of the mean over its frames: each frame weighs 1 / (its distance's count * (D - 1))
+    per_frame = onp.concatenate([onp.full(dream["deter"].shape[1], 1.0 / (dream["deter"].shape[1] * len(dreams)))
+                                 for _, dream in dreams]).astype(nll.dtype)     # (R,)
+    return np.sum(mean_of(nll, axis=0) * per_frame)
 
 
-def dreams_ahead(params, config, post, prior, prev_actions, distance, img_step, eps=None):
+def dreams_ahead(params, config, post, prior, prev_actions, distance, img_step, eps=None, every=1):
     """The dreams both overshootings train: for d = 2 .. distance, the state p_d reached by dreaming d
-    steps past the posterior at every start time, as (d, state of (B, T - d + 1, .) arrays).
+    steps past the posterior, from every `every`-th start frame, as (d, state of (B, N_d, .) arrays).
 
-    From the one-step prior p_1 at every t (h_t shared with the posterior), one more img_step per
-    distance: z_t of p_{d-1} (sampled with eps (D - 1, B, T, Z), or its mean when eps is None) and
-    a_t lead into p_d at t + 1. p_{d-1} is known at frames d-2 .. T-1, so dreaming on from frames
-    d-2 .. T-2 gives p_d at d-1 .. T-1; the B x (T - d + 1) start times run as one batch of rows.
+    From the one-step prior p_1 at frames 0, k, 2k, .. (h_t shared with the posterior; k = every),
+    one more img_step per distance: z_t of p_{d-1} (sampled with eps (D - 1, B, T, Z), or its mean
+    when eps is None) and a_t lead into p_d at t + 1. So p_d is known at frames d-1, d-1+k, ..
+    up to T-1: N_d = ceil((T - d + 1) / k) of them (with k = 1, frames d-1 .. T-1), the first N_d
+    of the N_{d-1} dreams one step on; the B x N_d dreams run as one batch of rows.
     """
     batch, steps = prev_actions.shape[:2]
-    deter, mean, std = post["deter"], prior["mean"], prior["std"]               # p_1 at every t, (B, T, .)
+    starts = slice(0, steps - 1, every)                                          # p_1 at frames 0, k, .., <= T-2
+    deter, mean, std = post["deter"][:, starts], prior["mean"][:, starts], prior["std"][:, starts]
     for d in range(2, distance + 1):
-        rows = batch * (steps - d + 1)
-        noise = None if eps is None else eps[d - 2][:, d - 2:-1]
-        state = {"deter": deter[:, :-1].reshape(rows, -1),                       # h_t of p_{d-1}, (rows, H)
-                 "stoch": variants.sample(config, mean[:, :-1], std[:, :-1], noise).reshape(rows, -1)}  # z_t
-        dream = img_step(params, config, state, prev_actions[:, d - 1:].reshape(rows, -1))   # -> p_d at t + 1
-        dream = {key: value.reshape(batch, steps - d + 1, -1) for key, value in dream.items()}
+        count = len(range(d - 1, steps, every))                                  # N_d: p_d at frames d-1, d-1+k, ..
+        rows = batch * count
+        noise = None if eps is None else eps[d - 2][:, d - 2::every][:, :count]
+        state = {"deter": deter[:, :count].reshape(rows, -1),                    # h_t of p_{d-1}, (rows, H)
+                 "stoch": variants.sample(config, mean[:, :count], std[:, :count], noise).reshape(rows, -1)}  # z_t
+        dream = img_step(params, config, state, prev_actions[:, d - 1::every].reshape(rows, -1))  # -> p_d at t + 1
+        dream = {key: value.reshape(batch, count, -1) for key, value in dream.items()}
         deter, mean, std = dream["deter"], dream["mean"], dream["std"]
         yield d, dream

@@ -128,6 +128,18 @@ def decode(params, config, state):
     return mlp(params["decoder"], variants.features(config, state["deter"], state["stoch"]))
 
 
+def frame_nll(params, config, state, pixels, weight=None):
+    """-log p(x_t | h_t, z_t) per frame: decode, then the Bernoulli likelihood of the frame's pixels.
+
+    state {"deter", "stoch"} (B, T, .); pixels (B, T, D) in [0, 1]; weight (B, T, D) of 0/1, or None
+    -> (B, T). With config.fused the decoder's last layer and the likelihood run as one primitive
+    (fused.decode_nll): the same numbers, to the bit.
+    """
+    if config.fused:
+        return fused.decode_nll(params, config, state, pixels, weight)            # (B, T)
+    return bernoulli_nll(decode(params, config, state), pixels, weight)           # (B, T)
+
+
 def mean_frame(params, config, state):
     """E[x_t | h_t, z_t] = sigmoid(logits): the frame the model believes in, as (..., S, S) pixels.
     Plain NumPy out: for looking at and measuring, not for training."""
@@ -245,11 +257,7 @@ def negative_elbo(params, config, pixels, prev_actions, eps, weight=None, oversh
     """
     embed = encode(params, pixels)                                                # (B, T, E)
     post, prior_state = observe(params, config, embed, prev_actions, eps)              # (B, T, .)
-    if config.fused:     # decode and bernoulli_nll with the last layer and likelihood as one primitive
-        recon = mean_of(fused.decode_nll(params, config, post, pixels, weight))   # (the same numbers)
-    else:
-        logits = decode(params, config, post)                                     # (B, T, D)
-        recon = mean_of(bernoulli_nll(logits, pixels, weight))                    # -log p(x_t | h_t, z_t)
+    recon = mean_of(frame_nll(params, config, post, pixels, weight))             # -log p(x_t | h_t, z_t)
     kl = kl_gaussian(post["mean"], post["std"], prior_state["mean"], prior_state["std"])   # KL(q || p), (B, T)
     if config.kl_balance or config.overshooting > 1:
         kl_loss = levers.kl_term(params, config, post, prior_state, kl, prev_actions, overshoot_eps, img_step)
@@ -258,7 +266,7 @@ def negative_elbo(params, config, pixels, prev_actions, eps, weight=None, oversh
     loss = recon + config.kl_scale * kl_loss
     if config.obs_overshooting > 1:                # also score the prior's own dreams against the frames
         loss = loss + levers.observation_overshooting(params, config, post, prior_state, pixels, weight,
-                                                      prev_actions, img_step, decode)
+                                                      prev_actions, img_step, frame_nll)
     return loss, recon, mean_of(kl)
 
 

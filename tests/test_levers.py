@@ -275,7 +275,7 @@ def test_observation_overshooting_decodes_the_dream_d_steps_on(model_name):
             scores.append(bernoulli_nll(model.decode(params, config, state), pixels[:, t]))
         per_distance.append(onp.mean(scores))
     term = levers.observation_overshooting(params, config, post, prior, pixels, weight, prev_actions,
-                                           model.img_step, model.decode)
+                                           model.img_step, model.frame_nll)
     assert term == pytest.approx(onp.mean(per_distance), rel=1e-12)
 
 
@@ -296,7 +296,7 @@ def test_observation_overshooting_gradient_against_finite_differences():
         p = unflatten(vector)
         post, prior = model.observe(p, config, model.encode(p, pixels), prev_actions, eps)
         return levers.observation_overshooting(p, config, post, prior, pixels, weight, prev_actions,
-                                               model.img_step, model.decode)
+                                               model.img_step, model.frame_nll)
 
     direction = onp.random.default_rng(11).standard_normal(flat.shape)
     analytic = grad(term)(flat)

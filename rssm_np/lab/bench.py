@@ -116,6 +116,7 @@ def time_train_step(batch, seq_len, steps, dtype, fused=True, warmup=3, **levers
         "gflop_per_step": round(flops / 1e9, 3), "achieved_gflops": round(flops / 1e9 / (median / 1000), 2),
         "traced_primitives": traced_primitives(config), "kl_balance": config.kl_balance,
         "overshooting": config.overshooting, "obs_overshooting": config.obs_overshooting,
+        "obs_overshooting_every": config.obs_overshooting_every,
         "batch": batch, "seq_len": seq_len, "dtype": dtype, "fused": fused,
         "image_size": config.image_size, "deter_size": config.deter_size, "stoch_size": config.stoch_size,
         "hidden_size": config.hidden_size, "embed_size": config.embed_size,
@@ -247,6 +248,8 @@ def main(argv=None):
                         help="time with latent overshooting to distance D (default 1: off)")
     parser.add_argument("--obs-overshooting", type=int, default=1, metavar="D",
                         help="time with observation overshooting to distance D (default 1: off)")
+    parser.add_argument("--obs-overshooting-every", type=int, default=1, metavar="K",
+                        help="start observation overshooting's dreams at every K-th frame (default 1)")
     parser.add_argument("--scaling", action="store_true", help="table and plot over T and B")
     parser.add_argument("--pieces", action="store_true",
                         help="time each fast piece against the readable lines it mirrors, alternately in one process")
@@ -268,7 +271,8 @@ def main(argv=None):
     try:
         result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain,
                                  kl_balance=args.kl_balance, overshooting=args.overshooting,
-                                 obs_overshooting=args.obs_overshooting)
+                                 obs_overshooting=args.obs_overshooting,
+                                 obs_overshooting_every=args.obs_overshooting_every)
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps(dict(result, provenance=measured)))

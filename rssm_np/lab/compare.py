@@ -88,8 +88,9 @@ def parse_args(argv=None):
 # stays under 1 nat on most steps, and below the threshold the term has no gradient at all.
 # "old" trains every model on Config's defaults, as the comparison first did.
 OVERSHOOTING = 5
-RECIPES = {"fair": {"rssm": {"obs_overshooting": OVERSHOOTING}, "ssm": {"obs_overshooting": OVERSHOOTING},
-                    "rnn": {"obs_overshooting": OVERSHOOTING, "free_nats": 0.0}},
+DREAMS_EVERY = 4        # each dream starts 4 frames after the last: every frame is dreamed once (levers.py)
+_DREAMS = {"obs_overshooting": OVERSHOOTING, "obs_overshooting_every": DREAMS_EVERY}
+RECIPES = {"fair": {"rssm": _DREAMS, "ssm": _DREAMS, "rnn": {**_DREAMS, "free_nats": 0.0}},
            "old": {}}
 
 
