@@ -92,6 +92,7 @@ DREAMS_EVERY = 4        # each dream starts 4 frames after the last: every frame
 _DREAMS = {"obs_overshooting": OVERSHOOTING, "obs_overshooting_every": DREAMS_EVERY}
 RECIPES = {"fair": {"rssm": _DREAMS, "ssm": _DREAMS, "rnn": {**_DREAMS, "free_nats": 0.0}},
            "old": {}}
+RECIPE_FIELDS = ("free_nats", "obs_overshooting", "obs_overshooting_every")   # recorded in compare.json
 
 
 def model_config(model, world, seed, free_nats=None, recipe="fair"):
@@ -342,8 +343,11 @@ def run(args):
                   f"best of 32 h=11-20 {results[world][model]['best_of_32_h11_20']:.2f} px", flush=True)
     figures = write_figures(args.out, trained, results, args.seed)
     wall = time.perf_counter() - start
-    summary = {"steps": args.steps, "seed": args.seed, "recipe": args.recipe, "free_nats": args.free_nats, "samples": SAMPLES, "context": CONTEXT,
-               "sequences": args.sequences,
+    settings = {model: {key: value for key, value in vars(model_config(model, args.worlds[0], args.seed,
+                                                                       args.free_nats, args.recipe)).items()
+                        if key in RECIPE_FIELDS} for model in args.models}     # what each model trained with
+    summary = {"steps": args.steps, "seed": args.seed, "recipe": args.recipe, "free_nats": args.free_nats,
+               "settings": settings, "samples": SAMPLES, "context": CONTEXT, "sequences": args.sequences,
                "wall_seconds": round(wall, 1), "timing": timing, "results": results, "provenance": args.provenance}
     # The measurements cost minutes: a write that fails now keeps them beside (files.write_or_keep).
     json_path = write_text_or_keep(os.path.join(args.out, "compare.json"), json.dumps(summary, indent=2))

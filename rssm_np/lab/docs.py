@@ -155,11 +155,20 @@ def compare_table(summary):
     idle = [f"{run} {timing['kl_below_free_nats']:.0%}" for run, timing in summary.get("timing", {}).items()
             if timing.get("kl_below_free_nats")]                      # said where the KL term idled
     return (text + f"\n\nEach model trained {summary['steps']} steps with seed {summary['seed']} "
-            f"(recipe: {summary.get('recipe', 'old')}); measured on {summary['sequences']} held-out sequences with "
+            f"(recipe: {summary.get('recipe', 'old')}{recipe_settings(summary)}); measured on {summary['sequences']} held-out sequences with "
             f"{summary['samples']} sampled futures each. The whole command took "
             f"{summary['wall_seconds'] / 60:.0f} minutes."
             + (f" Steps whose mean KL sat below the free nats (no gradient into the KL term): {', '.join(idle)}."
                if idle else ""))
+
+
+def recipe_settings(summary):
+    """', that is: rnn free_nats 0.0, ...' from compare.json's settings (files before it have none)."""
+    settings = summary.get("settings")
+    if not settings:
+        return ""
+    return ", that is: " + "; ".join(f"{model} " + ", ".join(f"{key} {value}" for key, value in fields.items())
+                                     for model, fields in settings.items())
 
 
 Table = namedtuple("Table", "make files")   # make(results of each file, in order) -> Markdown
