@@ -65,7 +65,7 @@ class Config:
     grad_clip: float = 100.0      # clip the global gradient norm to this
     dtype: str = "float32"        # training precision; gradient checks use float64
     fused: bool = True            # filter with fused.filter_sequence (hand-written backward) and score frames with
-                                  # fused.decode_nll; False (or model "ssm", for the filter): the plain loop over obs_step
+                                  # fused.decode_nll; False: the plain loop over obs_step and decode, then the likelihood
     seed: int = 0                 # one seed fixes the initial weights, the data and the noise
 
     def __post_init__(self):

@@ -147,6 +147,12 @@ def _gru_gates_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(gru_gates, _gru_gates_vjp)
 
 
+def _elu(x):
+    """elu, as max(x, 0) + expm1(min(x, 0)): where(x > 0, x, expm1(x)) to the bit, without where's
+    per-element branch (see layers.elu); expm1 keeps the digits that exp(x) - 1 loses for small |x|."""
+    return onp.maximum(x, 0.0) + onp.expm1(onp.minimum(x, 0.0))
+
+
 def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std, point=False):
     """One filtering step (the module docstring's forward lines). Returns h_t, z_t, mean_t, std_t
     and the step's tape entry: the values step_backward reads, by name.
@@ -155,13 +161,15 @@ def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std, p
     """
     w_hz, ln_scale, ln_bias, w_post, w_out, b_out = weights
     size = stoch.shape[-1]
-    gru_in = onp.concatenate([deter, stoch], axis=-1)                        # (B, H+Z)
-    gate_pre = gru_in @ w_hz + action_term                                   # (B, 3H)
-    new_deter, gates = gru_gates_forward(gate_pre, deter, ln_scale, ln_bias)  # (B, H)
+    if ln_scale is None:            # the "ssm": h_t = elu(z_{t-1} W_z + (a_{t-1} W_a + b)), no h_{t-1}
+        gru_in = stoch                                                       # (B, Z)
+        new_deter, gates = _elu(stoch @ w_hz + action_term), None             # (B, H)
+    else:
+        gru_in = onp.concatenate([deter, stoch], axis=-1)                    # (B, H+Z)
+        gate_pre = gru_in @ w_hz + action_term                               # (B, 3H)
+        new_deter, gates = gru_gates_forward(gate_pre, deter, ln_scale, ln_bias)  # (B, H)
     hidden_pre = new_deter @ w_post + embed_term                             # (B, U)
-    # elu, as max(x, 0) + expm1(min(x, 0)): where(x > 0, x, expm1(x)) to the bit, without where's
-    # per-element branch (see layers.elu); expm1 keeps the digits that exp(x) - 1 loses for small |x|
-    hidden = onp.maximum(hidden_pre, 0.0) + onp.expm1(onp.minimum(hidden_pre, 0.0))   # (B, U)
+    hidden = _elu(hidden_pre)                                                # (B, U)
     head = hidden @ w_out + b_out                                            # (B, 2Z), or (B, Z) if point
     if point:
         mean, std_pre, std = head, None, onp.ones_like(head)                 # z_t = mean_t
@@ -194,6 +202,12 @@ def step_backward(d_out, carry_deter, carry_stoch, entry, weights, eps, first_st
                                  axis=-1)                                    # head = [mean_t, std_pre]  (B, 2Z)
     d_hidden_pre = (d_head @ w_out.T) * onp.minimum(entry["hidden"] + 1.0, 1.0)  # head = elu(hidden_pre) W_out + b_out
     d_deter = d_deter_out + carry_deter + d_hidden_pre @ w_post.T            # hidden_pre = h_t W_h + embed_term_t
+    if entry["gates"] is None:      # the "ssm": h_t = elu(gate_pre), and h_{t-1} was not an input
+        d_gate_pre = d_deter * onp.minimum(entry["deter"] + 1.0, 1.0)        # elu's backward
+        grads = {"head": d_head, "hidden_pre": d_hidden_pre, "gate_pre": d_gate_pre}
+        if first_step:
+            return None, None, grads
+        return onp.zeros_like(carry_deter), d_gate_pre @ w_hz.T, grads        # gate_pre = z_{t-1} W_z + ...
     d_gate_pre, d_deter_prev, d_gates = gru_gates_backward(d_deter, ln_scale, entry["gates"])  # h_t = gru_gates(...)
     grads = {"head": d_head, "hidden_pre": d_hidden_pre, "gate_pre": d_gate_pre, "gates": d_gates}
     if first_step:
@@ -273,14 +287,20 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
         def rows(name, source):      # one named value of every step as (B*T, F), rows in (b, t) order
             return onp.stack([step[name] for step in source], axis=1).reshape(-1, source[0][name].shape[-1])
 
-        d_head, d_gates = rows("head", per_step), rows("gates", per_step)
-        normed = onp.stack([step["gates"]["normed"] for step in tape.steps], axis=1).reshape(d_gates.shape)
+        def d_ln(scale):             # the layer norm's d_ln_scale (scale) or d_ln_bias, summed over rows
+            d_gates = rows("gates", per_step)
+            if not scale:
+                return d_gates.sum(axis=0)
+            normed = onp.stack([step["gates"]["normed"] for step in tape.steps], axis=1).reshape(d_gates.shape)
+            return (d_gates * normed).sum(axis=0)
+
+        d_head = rows("head", per_step)
         d_inputs = {
             "action_terms": lambda: rows("gate_pre", per_step).reshape(action_terms.shape),
             "embed_terms": lambda: rows("hidden_pre", per_step).reshape(embed_terms.shape),
             "w_hz": lambda: rows("gru_in", tape.steps).T @ rows("gate_pre", per_step),
-            "ln_scale": lambda: (d_gates * normed).sum(axis=0),
-            "ln_bias": lambda: d_gates.sum(axis=0),
+            "ln_scale": lambda: d_ln(True),
+            "ln_bias": lambda: d_ln(False),
             "w_post": lambda: rows("deter", tape.steps).T @ rows("hidden_pre", per_step),
             "w_out": lambda: rows("hidden", tape.steps).T @ d_head,
             "b_out": lambda: d_head.sum(axis=0),
@@ -302,10 +322,12 @@ def observe(params, config, state, prev_actions, embed, eps=None):
     prev_actions (B, T, A); embed (B, T, E); eps (B, T, Z) or None for the posterior mean.
     """
     batch, steps = embed.shape[:2]
-    gru, post = params["gru"], params["posterior"]
+    memory = variants.has_memory(config)
+    gru, post = params["gru" if memory else "ssm"], params["posterior"]
     action_size = prev_actions.shape[-1]
     # W = [W_hz; W_a], as one traced split: its backward is one concatenate, where two slices
-    # W[:-A], W[-A:] would each scatter their gradient into a zero-filled copy of W (ufunc.at)
+    # W[:-A], W[-A:] would each scatter their gradient into a zero-filled copy of W (ufunc.at).
+    # (The ssm's W = [W_z; W_a]: its h_t = elu([z_{t-1}, a_{t-1}] W + b) has no h_{t-1}.)
     w_hz, w_a = np.split(gru["w"], [gru["w"].shape[0] - action_size])               # (H+Z, 3H), (A, 3H)
     action_terms = (prev_actions.reshape(batch * steps, action_size) @ w_a
                     + gru["b"]).reshape(batch, steps, -1)                              # (B, T, 3H)
@@ -313,8 +335,9 @@ def observe(params, config, state, prev_actions, embed, eps=None):
                    + post["b"]).reshape(batch, steps, -1)                              # (B, T, U)
     if eps is None:
         eps = onp.zeros((batch, steps, config.stoch_size), dtype=config.dtype)       # z = mean + std * 0
-    out = filter_sequence(state["deter"], state["stoch"], action_terms, embed_terms, w_hz,
-                          gru["ln_scale"], gru["ln_bias"], post["w_deter"], post["out"]["w"], post["out"]["b"],
+    deter0 = state["deter"] if memory else onp.zeros((batch, config.deter_size), dtype=config.dtype)
+    out = filter_sequence(deter0, state["stoch"], action_terms, embed_terms, w_hz,
+                          gru.get("ln_scale"), gru.get("ln_bias"), post["w_deter"], post["out"]["w"], post["out"]["b"],
                           eps, config.min_std, tape=Tape(), point=variants.is_point(config))
     deter_size, size = config.deter_size, config.stoch_size
     deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)

@@ -200,13 +200,13 @@ def observe(params, config, embed, prev_actions, eps=None, state=None, fused_cor
     action that led into frame t (see world.actions_into_frames); eps (B, T, Z) noise for the
     samples, or None for the posterior mean; state: the state to continue from, or None for the
     empty memory. fused_core: run the loop as fused.observe (one primitive with a hand-written
-    backward, the default for speed; needs the GRU's memory); None takes config.fused. Both
-    compute the same numbers.
+    backward, the default for speed); None takes config.fused. Both compute the same numbers
+    (to float rounding: tests/test_gradients.py).
     Returns (post, prior): two states of (B, T, .) arrays.
     """
     batch, steps = embed.shape[:2]
     state = initial_state(config, batch) if state is None else state
-    if (config.fused if fused_core is None else fused_core) and variants.has_memory(config):
+    if config.fused if fused_core is None else fused_core:
         post = fused.observe(params, config, state, prev_actions, embed, eps)
         # The prior feeds nothing forward in filtering, so it runs once over all B*T rows.
         mean, std = prior(params, config, post["deter"])                          # (B, T, Z)

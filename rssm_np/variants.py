@@ -84,5 +84,5 @@ def features(config, deter, stoch):
 
 
 def has_memory(config):
-    """Whether h_t carries h_{t-1} forward (the GRU): the fused filter (fused.py) needs it."""
+    """Whether h_t carries h_{t-1} forward (the GRU), or is the ssm's elu([z_{t-1}, a_{t-1}] W + b)."""
     return config.model != "ssm"

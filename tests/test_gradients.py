@@ -221,6 +221,19 @@ def test_fused_filter_sequence_finite_differences(seed, point):
                {name: inputs[name] for name in DIFFERENTIATED}, seed)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fused_ssm_filter_finite_differences(seed):
+    """The ssm's fused loop (no layer norm, no memory: h_t = elu(z_{t-1} W_z + action_term_t)),
+    its hand-written backward through time against finite differences, every trained input."""
+    inputs = _filter_inputs(seed)
+    stoch, deter = inputs["stoch"].shape[-1], inputs["deter"].shape[-1]
+    rng = onp.random.default_rng(seed + 7)
+    inputs.update(w_hz=0.5 * rng.standard_normal((stoch, deter)), ln_scale=None, ln_bias=None,
+                  action_terms=0.5 * rng.standard_normal(inputs["action_terms"].shape[:2] + (deter,)))
+    trained = {name: inputs[name] for name in DIFFERENTIATED if inputs[name] is not None}
+    check_tree(lambda p: weighted_sum(_run_filter(inputs, p, fused.Tape()), seed), trained, seed)
+
+
 def test_fused_filter_sequence_with_and_without_a_tape():
     """The VJP reads the tape the forward filled; given none, it runs the forward again: same gradient."""
     inputs = _filter_inputs(0)
@@ -239,11 +252,12 @@ def test_fused_filter_sequence_refuses_gradients_training_never_needs():
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("world", ["plain", "occlusion_control", "rnn"])
+@pytest.mark.parametrize("world", ["plain", "occlusion_control", "rnn", "ssm"])
 def test_fused_loss_equals_plain_autograd_loss(seed, world):
-    """The full loss with the fused recurrent core equals the plain autograd version, value and gradient."""
+    """The full loss with the fused recurrent core equals the plain autograd version, value and gradient
+    (for the ssm, the fused loop's h_t = elu(z W_z + (a W_a + b)) has no memory)."""
     occluded = world == "occlusion_control"
-    model = "rnn" if world == "rnn" else "rssm"
+    model = world if world in ("rnn", "ssm") else "rssm"
     fast = Config(**TINY, occlusion=occluded, control=occluded, fused=True, model=model)
     plain = Config(**TINY, occlusion=occluded, control=occluded, fused=False, model=model)
     batch = make_dataset(2, 4, size=8, seed=seed, occlusion=occluded, control=occluded)
