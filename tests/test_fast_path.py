@@ -274,7 +274,7 @@ def every_node_in_float32(monkeypatch):
 
 FLOAT32_RUNS = {"plain": {}, "occlusion_control": dict(occlusion=True, control=True),
                 "plain_loop": dict(fused=False), "rnn": dict(model="rnn"), "ssm": dict(model="ssm"),
-                "levers": dict(kl_balance=0.8, overshooting=2, obs_overshooting=2)}
+                "levers": dict(kl_balance=0.8, overshooting=2, obs_overshooting=3, obs_overshooting_every=2)}
 
 
 @pytest.mark.parametrize("run", sorted(FLOAT32_RUNS))

@@ -253,12 +253,15 @@ def test_push_share_sets_the_share_of_pushed_training_frames():
         make_dataset(2, 3, control=True, push_prob=-0.1)
 
 
-@pytest.mark.parametrize("model_name", ["rssm", "rnn"])
-def test_observation_overshooting_decodes_the_dream_d_steps_on(model_name):
+@pytest.mark.parametrize("model_name,every", [("rssm", 1), ("rnn", 1), ("rssm", 2), ("ssm", 3)])
+def test_observation_overshooting_decodes_the_dream_d_steps_on(model_name, every):
     """The term for D = 3, written out one start time at a time with img_step on the prior's mean:
     from the posterior at t-d, dream d steps (the first is observe's own prior), decode, and score
-    the frame at t. observation_overshooting must equal the mean over d = 2, 3 of those means."""
-    config = Config(**{**TINY, "occlusion": False}, model=model_name, obs_overshooting=3)
+    the frame at t. observation_overshooting must equal the mean over d = 2, 3 of those means. With
+    obs_overshooting_every = k the dreams start at frames 0, k, 2k, ..: the frame t dreamed d steps
+    on is scored when t - (d - 1) is a multiple of k."""
+    config = Config(**{**TINY, "occlusion": False}, model=model_name, obs_overshooting=3,
+                    obs_overshooting_every=every)
     batch = make_dataset(2, 6, size=8, seed=3, control=True)
     params = init_params(config, seed=3)
     pixels, prev_actions, eps, weight, _ = training.elbo_inputs(batch, config, 4)
@@ -266,7 +269,7 @@ def test_observation_overshooting_decodes_the_dream_d_steps_on(model_name):
     per_distance = []
     for d in (2, 3):
         scores = []
-        for t in range(d - 1, pixels.shape[1]):
+        for t in range(d - 1, pixels.shape[1], every):
             start = model.initial_state(config, 2) if t - d < 0 else \
                 {"deter": post["deter"][:, t - d], "stoch": post["stoch"][:, t - d]}
             state = start
@@ -282,7 +285,7 @@ def test_observation_overshooting_decodes_the_dream_d_steps_on(model_name):
 def test_observation_overshooting_gradient_against_finite_differences():
     """Its gradient, through the dream and the decoder, matches central differences (float64), and
     the loss with it on is the plain loss plus the term."""
-    config = Config(**{**TINY, "free_nats": 0.0}, model="rnn", obs_overshooting=3)
+    config = Config(**{**TINY, "free_nats": 0.0}, model="rnn", obs_overshooting=3, obs_overshooting_every=2)
     batch = make_dataset(2, 5, size=8, seed=5, occlusion=True, control=True)
     params = init_params(config, seed=5)
     pixels, prev_actions, eps, weight, _ = training.elbo_inputs(batch, config, 5)

@@ -90,7 +90,8 @@ def parse_args(argv=None):
 OVERSHOOTING = 5
 DREAMS_EVERY = 4        # each dream starts 4 frames after the last: every frame is dreamed once (levers.py)
 _DREAMS = {"obs_overshooting": OVERSHOOTING, "obs_overshooting_every": DREAMS_EVERY}
-RECIPES = {"fair": {"rssm": _DREAMS, "ssm": _DREAMS, "rnn": {**_DREAMS, "free_nats": 0.0}},
+RECIPES = {"fair": {"rssm": _DREAMS, "ssm": {**_DREAMS, "obs_overshooting_every": 2},
+                    "rnn": {**_DREAMS, "free_nats": 0.0}},
            "old": {}}
 RECIPE_FIELDS = ("free_nats", "obs_overshooting", "obs_overshooting_every")   # recorded in compare.json
 

@@ -181,6 +181,7 @@ TABLES = {
     "plan": Table(plan_table, ("plan",)),
     "compare": Table(compare_table, ("compare",)),
     "compare_seed1": Table(compare_table, ("compare_seed1",)),
+    "compare_every1": Table(compare_table, ("compare_every1",)),
     "compare_old": Table(compare_table, ("compare_old",)),
     "compare_old_free0": Table(compare_table, ("compare_old_free0",)),
     "pendulum": Table(frames.table, ("pendulum",)),
