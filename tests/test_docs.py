@@ -80,7 +80,9 @@ FAKE = {
                                        "rssm": future(1.5, "mean_over_40", math.nan)},
                             "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
 }
-FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0")})
+FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0", "compare_every1",
+                                                "compare_every1_seed1", "compare_every4", "compare_ssm_every4_seed1")})
+FAKE["compare_seed1"] = dict(FAKE["compare"], seed=1, settings={"rnn": {"free_nats": 0.0, "obs_overshooting_every": 4}})
 
 
 def write_results(root, names=FAKE):

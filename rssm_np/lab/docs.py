@@ -162,6 +162,33 @@ def compare_table(summary):
                if idle else ""))
 
 
+def schedule_table(*summaries):
+    """The bouncing world's dreams by the schedule of observation overshooting: each model's mean path
+    at h=10 and over 40 steps, per seed, for each k (dreams start every k-th frame) its run trained
+    with. compare.json records k under settings; the files from before that trained with k = 1."""
+    rows = {}
+    for summary in summaries:
+        for model, result in summary["results"].get("bounce", {}).items():
+            every = summary.get("settings", {}).get(model, {}).get("obs_overshooting_every", 1)
+            timing = summary.get("timing", {}).get(f"bounce/{model}", {})
+            rows.setdefault((model, every), {}).setdefault(
+                summary["seed"], (result["mean_h10"], result["mean_over_40"], timing.get("ms_per_step")))
+    seeds = sorted({seed for by_seed in rows.values() for seed in by_seed})
+
+    def cells(by_seed, i, form):
+        return " / ".join(form.format(by_seed[seed][i]) if seed in by_seed and by_seed[seed][i] is not None
+                          else "-" for seed in seeds)
+
+    shown = "/".join(str(seed) for seed in seeds)
+    lines = [f"| bouncing world: model | dreams start every | mean path h=10 (px), seed {shown} | "
+             f"mean path over 40 (px), seed {shown} | ms per step, seed {shown} |", "| --- | --- | --- | --- | --- |"]
+    for model, every in sorted(rows, key=lambda key: (compare.MODELS.index(key[0]), key[1])):
+        by_seed = rows[(model, every)]
+        lines.append(f"| {model} | {every} | {cells(by_seed, 0, '{:.2f}')} | {cells(by_seed, 1, '{:.2f}')} | "
+                     f"{cells(by_seed, 2, '{:.0f}')} |")
+    return "\n".join(lines)
+
+
 def recipe_settings(summary):
     """', that is: rnn free_nats 0.0, ...' from compare.json's settings (files before it have none)."""
     settings = summary.get("settings")
@@ -182,6 +209,8 @@ TABLES = {
     "compare": Table(compare_table, ("compare",)),
     "compare_seed1": Table(compare_table, ("compare_seed1",)),
     "compare_every1": Table(compare_table, ("compare_every1",)),
+    "compare_schedule": Table(schedule_table, ("compare", "compare_seed1", "compare_every4", "compare_ssm_every4_seed1",
+                                               "compare_every1", "compare_every1_seed1")),
     "compare_old": Table(compare_table, ("compare_old",)),
     "compare_old_free0": Table(compare_table, ("compare_old_free0",)),
     "pendulum": Table(frames.table, ("pendulum",)),
