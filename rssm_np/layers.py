@@ -134,8 +134,8 @@ def gru_gates(pre, deter, ln_scale, ln_bias):
     h before the matmul), so all three gates come from one matrix product.
     """
     normed = layer_norm(pre, ln_scale, ln_bias)             # (B, 3H)
-    size = deter.shape[-1]
-    reset = sigmoid(normed[:, :size])                       # (B, H)
-    cand = np.tanh(reset * normed[:, size:2 * size])        # (B, H)
-    update = sigmoid(normed[:, 2 * size:] - 1.0)            # (B, H)
+    reset_pre, cand_pre, update_pre = np.split(normed, 3, axis=-1)   # (B, H) each; one traced call
+    reset = sigmoid(reset_pre)                              # (B, H)
+    cand = np.tanh(reset * cand_pre)                        # (B, H)
+    update = sigmoid(update_pre - 1.0)                      # (B, H)
     return update * cand + (1.0 - update) * deter          # (B, H)

@@ -126,8 +126,10 @@ def dreams_ahead(params, config, post, prior, prev_actions, distance, img_step, 
         count = len(range(d - 1, steps, every))                                  # N_d: p_d at frames d-1, d-1+k, ..
         rows = batch * count
         noise = None if eps is None else eps[d - 2][:, d - 2::every][:, :count]
-        state = {"deter": deter[:, :count].reshape(rows, -1),                    # h_t of p_{d-1}, (rows, H)
-                 "stoch": variants.sample(config, mean[:, :count], std[:, :count], noise).reshape(rows, -1)}  # z_t
+        if count < deter.shape[1]:                 # the last start has no frame d - 1 steps on: drop it
+            deter, mean, std = deter[:, :count], mean[:, :count], std[:, :count]
+        state = {"deter": deter.reshape(rows, -1),                               # h_t of p_{d-1}, (rows, H)
+                 "stoch": variants.sample(config, mean, std, noise).reshape(rows, -1)}   # z_t
         dream = img_step(params, config, state, prev_actions[:, d - 1::every].reshape(rows, -1))  # -> p_d at t + 1
         dream = {key: value.reshape(batch, count, -1) for key, value in dream.items()}
         deter, mean, std = dream["deter"], dream["mean"], dream["std"]

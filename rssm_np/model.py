@@ -93,7 +93,7 @@ def transition(params, config, state, action):
     if not variants.has_memory(config):
         return variants.ssm_transition(params, state, action)
     gru, deter = params["gru"], state["deter"]
-    w_hz, w_a = gru["w"][:-action.shape[-1]], gru["w"][-action.shape[-1]:]         # W = [W_hz; W_a]
+    w_hz, w_a = np.split(gru["w"], [gru["w"].shape[0] - action.shape[-1]])          # W = [W_hz; W_a]
     pre = np.concatenate([deter, state["stoch"]], axis=-1) @ w_hz + (action @ w_a + gru["b"])   # (B, 3H)
     return gru_gates(pre, deter, gru["ln_scale"], gru["ln_bias"])                   # (B, H)
 
