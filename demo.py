@@ -1,6 +1,6 @@
 """Train an RSSM on the moving-dot world, evaluate it, and draw what it learned.
 
-    python demo.py                     # the recipe: 4,500 steps, occluders and actions on
+    python demo.py                     # the recipe: 3,000 steps, occluders and actions on, own dreams
     python demo.py --no-occlusion --no-control --steps 500   # the plain bouncing dot, shorter
     python demo.py --minutes 10        # train for a wall-clock budget instead of a step count
     python demo.py --seeds 3 --jobs 2  # seeds 0, 1, 2 into runs/demo/seed<k>/, then their mean ± std
@@ -54,9 +54,10 @@ CONFIG_FLAGS = (
      "KL balancing (DreamerV2): the prior's share A of the KL's gradient; 0 is off"),
     ("--overshooting", "overshooting", 1, dict(type=positive_int, metavar="D"),
      "latent overshooting (PlaNet): also train the prior to dream D steps; 1 is off"),
-    ("--obs-overshooting", "obs_overshooting", 1, dict(type=positive_int, metavar="D"),
+    ("--obs-overshooting", "obs_overshooting", DEMO_RECIPE["obs_overshooting"], dict(type=positive_int, metavar="D"),
      "observation overshooting (PlaNet): also decode the prior's dreams 2..D steps ahead; 1 is off"),
-    ("--obs-overshooting-every", "obs_overshooting_every", 1, dict(type=positive_int, metavar="K"),
+    ("--obs-overshooting-every", "obs_overshooting_every", DEMO_RECIPE["obs_overshooting_every"],
+     dict(type=positive_int, metavar="K"),
      "start those dreams at every K-th frame only; K = D-1 dreams each frame once (one more decoder pass)"),
     ("--lr-schedule", "lr_decay_steps", "planned", dict(choices=("planned", "half-life")),
      "planned: the step size falls to its floor over the planned steps; half-life: it halves every 1,000 steps "

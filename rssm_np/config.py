@@ -21,9 +21,13 @@ from .world import PUSH_PROB
 # The demo's recipe, on top of Config's defaults (with lr_decay_steps = the planned steps):
 # occluders and pushes on, and pushes on one training frame in five. With the world's own rate
 # (PUSH_PROB, 0.5, which every held-out evaluation set uses) the dreams drifted: with so few free
-# flights to learn from, the model's velocity was off. docs/levers.md says how to measure it.
-DEMO_RECIPE = {"occlusion": True, "control": True, "push_share": 0.2}
-DEMO_STEPS = 4500
+# flights to learn from, the model's velocity was off. And the model learns from its own dreams
+# (observation overshooting, 5 steps ahead, dreams starting every 4th frame): a step costs about a
+# sixth more, and 3,000 such steps dream further than 4,500 without, within the same 5 minutes
+# (docs/levers.md says how to measure a lever; docs/demo.md has the numbers).
+DEMO_RECIPE = {"occlusion": True, "control": True, "push_share": 0.2, "obs_overshooting": 5,
+               "obs_overshooting_every": 4}
+DEMO_STEPS = 3000
 
 
 @dataclass(frozen=True)        # made once, checked once: a change is a new Config (dataclasses.replace)
@@ -51,8 +55,9 @@ class Config:
                                   # for the rnn, its prior's mean regressed onto the posterior's 2 .. D steps ahead
     obs_overshooting: int = 1     # D: observation overshooting (PlaNet); also decode the prior's dreams 2 .. D steps
                                   # ahead and score them against the frames (levers.observation_overshooting); 1: off
+                                  # (DEMO_RECIPE: 5)
     obs_overshooting_every: int = 1  # k: start those dreams at every k-th frame only (1: every frame; D - 1: each
-                                  # frame dreamed once, one more decoder pass instead of D - 1)
+                                  # frame dreamed once, one more decoder pass instead of D - 1; DEMO_RECIPE: 4)
     masked_likelihood: bool = True  # with occlusion, count reconstruction only on unhidden pixels
     # --- training ---
     batch_size: int = 16          # B: sequences per step

@@ -101,7 +101,7 @@ def learning_rate_at(config, step):
 
     Both are geometric; the planned one spends the whole run coming down, so a long run keeps
     learning where the half-life's would sit at its floor from step ~4,900 whatever the budget.
-    For the demo's 4,500 steps they nearly agree (its half-life is 917 steps). The step size
+    The demo plans its schedule over its steps (lr_decay_steps = the planned total). The step size
     depends on the step and the config alone, so a resumed run follows the same schedule.
     """
     if config.lr_decay_steps:

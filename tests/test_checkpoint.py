@@ -9,7 +9,7 @@ import pytest
 
 import rssm_np.checkpoint as checkpoint
 import rssm_np.training as train_module
-from rssm_np import Config, load, save
+from rssm_np import DEMO_RECIPE, Config, load, save
 from rssm_np.checkpoint import load_train_state
 from rssm_np.lab.evaluate import evaluate
 from rssm_np.training import train, tree_leaves
@@ -45,8 +45,7 @@ def test_demo_resume_matches_one_run_to_the_last_bit(tmp_path):
         return subprocess.run([sys.executable, "demo.py", "--no-eval", "--print-every", "2", *argv], cwd=ROOT,
                               check=True, capture_output=True, text=True, timeout=300).stdout
     sys.path.insert(0, ROOT)
-    import demo as demo_module
-    config = Config(occlusion=True, control=True, lr_decay_steps=6, push_share=demo_module.DEFAULT_PUSH_SHARE)
+    config = Config(**DEMO_RECIPE, lr_decay_steps=6)
     stopped = train(config, steps=3)
     save(tmp_path / "at3.npz", stopped["params"], config, stopped)
     out = demo("--steps", "6", "--resume", str(tmp_path / "at3.npz"), "--out", str(tmp_path / "b"))

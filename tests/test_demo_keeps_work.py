@@ -140,7 +140,8 @@ def test_resume_refuses_flags_that_disagree_and_names_the_default(tmp_path, caps
     assert "--occlusion disagrees with" in refused(["--resume", path, "--occlusion", "--out", str(tmp_path)], capsys)
     finished = small_checkpoint(tmp_path / "done.npz", step=demo.DEFAULT_STEPS)
     message = refused(["--resume", finished, "--out", str(tmp_path)], capsys)
-    assert "the default total of 4500" in message and "--steps 4500 counts" not in message
+    assert f"the default total of {demo.DEFAULT_STEPS}" in message
+    assert f"--steps {demo.DEFAULT_STEPS} counts" not in message
 
 
 def test_a_budget_that_ends_before_the_first_step_writes_nothing(tmp_path, capsys):
