@@ -80,6 +80,9 @@ FAKE = {
                                        "rssm": future(1.5, "mean_over_40", math.nan)},
                             "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
 }
+FAKE["demo_seeds_without_overshooting"] = FAKE["demo_seeds"]
+FAKE["torch_compare"] = {"rssm_np_ms": 45.0, "torch_ms": 60.0, "ratio_rssm_np_over_torch": 0.75, "batch": 16,
+                         "seq_len": 32, "dtype": "float32", "threads": 2, "torch": "2.13.0", "steps_timed_per_side": 90}
 FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0", "compare_every1",
                                                 "compare_every1_seed1", "compare_every4", "compare_ssm_every4_seed1")})
 FAKE["compare_seed1"] = dict(FAKE["compare"], seed=1, settings={"rnn": {"free_nats": 0.0, "obs_overshooting_every": 4}})

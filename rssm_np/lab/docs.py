@@ -132,6 +132,15 @@ def bench_table(bench):
 PLANNERS = ("CEM in the model", "CEM + true physics", "random actions", "zero actions")
 
 
+def torch_table(result):
+    """rssm_np's train step beside PyTorch's on the same model: the JSON line tools/torch_compare.py prints."""
+    return ("| train step, same model | batch x sequence | dtype | threads | rssm_np median ms | PyTorch median ms "
+            "| rssm_np / PyTorch | steps per side |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            f"| rssm_np (fused) vs PyTorch {result['torch']} | {result['batch']} x {result['seq_len']} | "
+            f"{result['dtype']} | {result['threads']} | {result['rssm_np_ms']:.1f} | {result['torch_ms']:.1f} | "
+            f"{result['ratio_rssm_np_over_torch']:.2f} | {result['steps_timed_per_side']} |")
+
+
 def plan_table(plan):
     """The four planners on the same episodes: the plan.json `python -m rssm_np.lab.plan` writes."""
     s = plan["settings"]
@@ -201,10 +210,12 @@ def recipe_settings(summary):
 Table = namedtuple("Table", "make files")   # make(results of each file, in order) -> Markdown
 TABLES = {
     "demo_seeds": Table(demo_seeds_table, ("demo_seeds",)),
+    "demo_seeds_without_overshooting": Table(demo_seeds_table, ("demo_seeds_without_overshooting",)),
     "demo": Table(demo_table, ("demo",)),
     "demo_beliefs": Table(demo_beliefs_table, ("demo",)),
     "bench": Table(bench_table, ("bench",)),
     "bench_scaling": Table(bench_table, ("bench_scaling",)),
+    "torch_compare": Table(torch_table, ("torch_compare",)),
     "plan": Table(plan_table, ("plan",)),
     "compare": Table(compare_table, ("compare",)),
     "compare_seed1": Table(compare_table, ("compare_seed1",)),
