@@ -29,7 +29,8 @@ def matmul_flops(config, batch, steps):
     """Multiply-adds x 2 of every matrix product in one train step (forward + backward).
 
     Backward costs two products per forward product (dL/dW and dL/dx), except the encoder's
-    first layer, whose input is data (no dL/dx): so about 3x the forward count.
+    first layer, whose input is data (no dL/dx): so about 3x the forward count. Latent
+    overshooting's dreams are not counted; observation overshooting's are.
     """
     c = config
     rows = batch * steps
@@ -43,6 +44,13 @@ def matmul_flops(config, batch, steps):
                + rows * (c.deter_size * c.hidden_size + c.hidden_size * 2 * c.stoch_size)    # prior
                + rows * ((c.deter_size + c.stoch_size) * c.hidden_size + c.hidden_size ** 2
                          + c.hidden_size * pixels))                         # decoder
+    if c.obs_overshooting > 1:      # the dreams: one img_step (GRU + prior) and one decoded frame per row
+        every = c.obs_overshooting_every
+        dreamed = batch * sum(len(range(d - 1, steps, every)) for d in range(2, c.obs_overshooting + 1))
+        forward += dreamed * ((c.deter_size + c.stoch_size + c.action_size) * 3 * c.deter_size
+                              + c.deter_size * c.hidden_size + c.hidden_size * 2 * c.stoch_size
+                              + (c.deter_size + c.stoch_size) * c.hidden_size + c.hidden_size ** 2
+                              + c.hidden_size * pixels)
     return 2 * (2 * first_layer + 3 * forward)
 
 

@@ -104,6 +104,9 @@ def bench_row_label(result):
         label += f", KL balancing {result['kl_balance']:g}"
     if result.get("overshooting", 1) > 1:
         label += f", overshooting {result['overshooting']}"
+    if result.get("obs_overshooting", 1) > 1:
+        label += (f", observation overshooting {result['obs_overshooting']}, dreams every "
+                  f"{result.get('obs_overshooting_every', 1)}")
     return label
 
 
