@@ -81,6 +81,9 @@ FAKE = {
                             "random": {"rssm": future(3.5, "mean_over_20", 1.5)}}},
 }
 FAKE["demo_seeds_without_overshooting"] = FAKE["demo_seeds"]
+FAKE["bench_profile"] = [{"ms_per_step_profiled": 50.0, "recipe": recipe, "batch": 16, "seq_len": 32,
+                          "parts": [{"part": "Adam", "ms": 5.0}, {"part": "the rest", "ms": 45.0}]}
+                         for recipe in ("Config()", "the demo's recipe")]
 FAKE["torch_compare"] = {"rssm_np_ms": 45.0, "torch_ms": 60.0, "ratio_rssm_np_over_torch": 0.75, "batch": 16,
                          "seq_len": 32, "dtype": "float32", "threads": 2, "torch": "2.13.0", "steps_timed_per_side": 90}
 FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0", "compare_every1",

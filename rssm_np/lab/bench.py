@@ -211,6 +211,42 @@ def pieces(config, rounds=100):
     return result
 
 
+# Where a step's time goes: cProfile's own time of each function (a matrix product written with @
+# counts in the function that writes it), summed into the parts of the step. First match wins.
+PROFILE_PARTS = (
+    ("Adam over the flat buffer, with the clip's norm", ("speed.py", ("adam_update", "adam_step_flat",
+                                                                     "global_norm_flat", "flat_of", "leaf_views"))),
+    ("the fused filter, forward and backward through time", ("fused.py", None)),
+    ("MLP layers and the decoder's likelihood (fused primitives)", ("speed.py", None)),
+    ("making the batch: the world and its frames", ("world.py", None)),
+    ("the readable lines on the traced path (heads, KL, dreams)", ("rssm_np", None)),
+    ("autograd: tracing the forward, running the backward", ("autograd", None)),
+)
+
+
+def profile_parts(config, steps=20, warmup=3):
+    """ms per train step by part of the step (PROFILE_PARTS; the rest is NumPy's own functions and
+    Python's), from cProfile over `steps` steps; the profiler's own overhead inflates the total."""
+    import cProfile
+    import pstats
+    train_step = make_train_step(config)
+    state = init_train_state(config)
+    for _ in range(warmup):
+        state, _ = train_step(state)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        state, _ = train_step(state)
+    profiler.disable()
+    totals = dict.fromkeys([label for label, _ in PROFILE_PARTS] + ["NumPy's functions and the rest"], 0.0)
+    for (filename, _, function), (_, _, own, _, _) in pstats.Stats(profiler).stats.items():
+        label = next((label for label, (where, names) in PROFILE_PARTS
+                      if where in filename and (names is None or function in names)), "NumPy's functions and the rest")
+        totals[label] += own
+    return {"ms_per_step_profiled": round(1000 * sum(totals.values()) / steps, 2),
+            "parts": [{"part": label, "ms": round(1000 * total / steps, 2)} for label, total in totals.items()]}
+
+
 def scaling(args, measured):
     """ms/step and peak memory for T in {16, 32, 64} x B in {8, 16, 32, 64}, each in a fresh process;
     measured: where (results.provenance), printed once with the rows."""
@@ -261,6 +297,10 @@ def main(argv=None):
     parser.add_argument("--scaling", action="store_true", help="table and plot over T and B")
     parser.add_argument("--pieces", action="store_true",
                         help="time each fast piece against the readable lines it mirrors, alternately in one process")
+    parser.add_argument("--profile", action="store_true",
+                        help="where each millisecond of the step goes: cProfile's time summed by part of the step")
+    parser.add_argument("--demo-recipe", action="store_true",
+                        help="time the demo's recipe (config.DEMO_RECIPE: occluders, pushes, observation overshooting)")
     parser.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"), help="where --scaling saves its plot")
     args = parser.parse_args(argv)
     for name in ("batch", "seq_len", "steps"):
@@ -270,6 +310,22 @@ def main(argv=None):
     if args.scaling:
         scaling(args, measured)
         return
+    levers = dict(kl_balance=args.kl_balance, overshooting=args.overshooting, obs_overshooting=args.obs_overshooting,
+                  obs_overshooting_every=args.obs_overshooting_every)
+    if args.demo_recipe:
+        from ..config import DEMO_RECIPE
+        levers.update(DEMO_RECIPE)
+    if args.profile:
+        from ..config import Config
+        try:
+            config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype, fused=not args.plain, **levers)
+        except ValueError as error:
+            parser.error(str(error))
+        recipe = "the demo's recipe" if args.demo_recipe else "Config()" + (" with levers" if any(
+            getattr(config, name) != getattr(Config, name) for name in levers) else "")
+        print(json.dumps(dict(profile_parts(config, args.steps), recipe=recipe, batch=args.batch, seq_len=args.seq_len,
+                              dtype=args.dtype, fused=not args.plain, provenance=measured)))
+        return
     if args.pieces:
         from ..config import Config
         config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype)
@@ -277,10 +333,7 @@ def main(argv=None):
                               dtype=args.dtype, provenance=measured)))
         return
     try:
-        result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain,
-                                 kl_balance=args.kl_balance, overshooting=args.overshooting,
-                                 obs_overshooting=args.obs_overshooting,
-                                 obs_overshooting_every=args.obs_overshooting_every)
+        result = time_train_step(args.batch, args.seq_len, args.steps, args.dtype, fused=not args.plain, **levers)
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps(dict(result, provenance=measured)))

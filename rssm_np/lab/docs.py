@@ -135,6 +135,18 @@ def bench_table(bench):
 PLANNERS = ("CEM in the model", "CEM + true physics", "random actions", "zero actions")
 
 
+def profile_table(profiles):
+    """Where each millisecond of the step goes, per recipe: the JSON lines of `bench --profile`."""
+    profiles = profiles if isinstance(profiles, list) else [profiles]
+    head = " | ".join(f"{p['recipe']}, ms per step" for p in profiles)
+    lines = [f"| part of the train step (batch x sequence {profiles[0]['batch']} x {profiles[0]['seq_len']}) | {head} |",
+             "| --- |" + " --- |" * len(profiles)]
+    for i, part in enumerate(profiles[0]["parts"]):
+        lines.append(f"| {part['part']} | " + " | ".join(f"{p['parts'][i]['ms']:.1f}" for p in profiles) + " |")
+    lines.append("| all, under the profiler | " + " | ".join(f"{p['ms_per_step_profiled']:.1f}" for p in profiles) + " |")
+    return "\n".join(lines)
+
+
 def torch_table(result):
     """rssm_np's train step beside PyTorch's on the same model: the JSON line tools/torch_compare.py prints."""
     return ("| train step, same model | batch x sequence | dtype | threads | rssm_np median ms | PyTorch median ms "
@@ -219,6 +231,7 @@ TABLES = {
     "bench": Table(bench_table, ("bench",)),
     "bench_scaling": Table(bench_table, ("bench_scaling",)),
     "torch_compare": Table(torch_table, ("torch_compare",)),
+    "bench_profile": Table(profile_table, ("bench_profile",)),
     "plan": Table(plan_table, ("plan",)),
     "compare": Table(compare_table, ("compare",)),
     "compare_seed1": Table(compare_table, ("compare_seed1",)),
