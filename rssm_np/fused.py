@@ -41,7 +41,9 @@ Each weight's gradient is a sum over steps, done after the loop as one product o
     d_b_out = sum_t d_head    d_action_term_t = d_gate_pre    d_embed_term_t = d_hidden_pre
     d_ln_scale, d_ln_bias from the gates' d_gates (see gru_gates_backward).
 The "rnn" model's head is a point (point=True): head = mean_t, std_t = 1, z_t = mean_t, so its
-backward is d_head = d_mean_out_t + d_stoch and the std lines drop out.
+backward is d_head = d_mean_out_t + d_stoch and the std lines drop out. The "ssm" has no GRU and
+no memory (ln_scale = ln_bias = None): gru_in = z_{t-1}, h_t = elu(gate_pre) with W_hz = W_z, so
+d_gate_pre = d_deter * elu'(gate_pre), carry_stoch = d_gate_pre W_z^T and carry_deter = 0.
 The initial state, eps and min_std get no gradient: training starts from the empty memory and
 never differentiates its noise or its constants (asking for one raises a clear error).
 
@@ -238,6 +240,8 @@ def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
     (B, T, 3H); embed_terms (B, T, U); w_hz (H+Z, 3H); ln_scale, ln_bias (3H,); w_post (H, U);
     w_out (U, 2Z); b_out (2Z,); eps (B, T, Z); tape: a Tape to fill for the backward, or None;
     point: the "rnn" model's point head (w_out (U, Z): z_t = mean_t, std_t = 1, eps unused).
+    ln_scale = ln_bias = None: the "ssm" model's step, h_t = elu(z_{t-1} w_hz + action_term_t) with
+    w_hz (Z, H) and action_terms (B, T, H), which reads no h_{t-1}.
     Returns (B, T, H + 3Z): [h_t, z_t, mean_t, std_t] per step.
     """
     weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
@@ -315,7 +319,7 @@ defvjp_argnums(filter_sequence, _filter_sequence_vjp)
 
 def observe(params, config, state, prev_actions, embed, eps=None):
     """model.observe's loop, fused: the same (B, T, .) deter, stoch, mean, std of the posterior,
-    for the "rssm" and the "rnn" (whose head is a point: see filter_sequence).
+    for the "rssm", the "rnn" (whose head is a point) and the "ssm" (no memory): see filter_sequence.
 
     Computes the two terms that do not depend on the recurrence for all frames at once (see the
     module docstring), then runs filter_sequence. state {"deter" (B, H), "stoch" (B, Z)};
