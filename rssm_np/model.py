@@ -129,12 +129,9 @@ def decode(params, config, state):
 
 
 def frame_nll(params, config, state, pixels, weight=None):
-    """-log p(x_t | h_t, z_t) per frame: decode, then the Bernoulli likelihood of the frame's pixels.
-
-    state {"deter", "stoch"} (B, T, .); pixels (B, T, D) in [0, 1]; weight (B, T, D) of 0/1, or None
-    -> (B, T). With config.fused the decoder's last layer and the likelihood run as one primitive
-    (fused.decode_nll): the same numbers, to the bit.
-    """
+    """-log p(x_t | h_t, z_t) per frame: decode, then the Bernoulli likelihood (with config.fused,
+    as one primitive: fused.decode_nll, the same numbers to the bit). state {"deter", "stoch"}
+    (B, T, .); pixels (B, T, D) in [0, 1]; weight (B, T, D) of 0/1, or None -> (B, T)."""
     if config.fused:
         return fused.decode_nll(params, config, state, pixels, weight)            # (B, T)
     return bernoulli_nll(decode(params, config, state), pixels, weight)           # (B, T)
