@@ -1,7 +1,7 @@
 """Train an RSSM on the moving-dot world, evaluate it, and draw what it learned.
 
     python demo.py                     # the recipe: 3,000 steps, occluders and actions on, own dreams
-    python demo.py --no-occlusion --no-control --steps 500   # the plain bouncing dot, shorter
+    python demo.py --no-occlusion --no-control --steps 500   # the bouncing dot alone, shorter
     python demo.py --minutes 10        # train for a wall-clock budget instead of a step count
     python demo.py --seeds 3 --jobs 2  # seeds 0, 1, 2 into runs/demo/seed<k>/, then their mean ± std
     python demo.py --resume runs/demo/checkpoint.npz   # finish a stopped run of the default length

@@ -139,6 +139,8 @@ def make_config(steps, seed):
     config.DEMO_RECIPE is the demo's starting point, but its fields (occluders, pushes, their share)
     describe the dot world's data, which batches= replaces; what this run takes from the demo is its
     planned schedule, lr_decay_steps = the run's steps (the step size falls to its floor over them).
+    The demo's observation overshooting (obs_overshooting=5, obs_overshooting_every=4) would go
+    here too; it is left off, so that the step stays the plain one.
     """
     return Config(image_size=SIZE, action_size=1, lr_decay_steps=steps, seed=seed)
 

@@ -22,9 +22,9 @@ from .world import PUSH_PROB
 # occluders and pushes on, and pushes on one training frame in five. With the world's own rate
 # (PUSH_PROB, 0.5, which every held-out evaluation set uses) the dreams drifted: with so few free
 # flights to learn from, the model's velocity was off. And the model learns from its own dreams
-# (observation overshooting, 5 steps ahead, dreams starting every 4th frame): a step costs about a
-# sixth more, and 3,000 such steps dream further than 4,500 without, within the same 5 minutes
-# (docs/levers.md says how to measure a lever; docs/demo.md has the numbers).
+# (observation overshooting, 5 steps ahead, dreams starting every 4th frame): a step costs more
+# (`python -m rssm_np.lab.bench --demo-recipe` times it), and 3,000 such steps dream further than
+# 4,500 without, in the same 5 minutes (the README's table against docs/levers.md's).
 DEMO_RECIPE = {"occlusion": True, "control": True, "push_share": 0.2, "obs_overshooting": 5,
                "obs_overshooting_every": 4}
 DEMO_STEPS = 3000

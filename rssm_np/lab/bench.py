@@ -4,6 +4,8 @@
     python -m rssm_np.lab.bench --plain              # the same with the plain-autograd recurrent core
     python -m rssm_np.lab.bench --scaling            # ms/step and peak memory over T and B, plus a plot
     python -m rssm_np.lab.bench --pieces             # each fast piece against the readable lines it mirrors
+    python -m rssm_np.lab.bench --demo-recipe        # the demo's config (occluders, pushes, its dreams)
+    python -m rssm_np.lab.bench --profile            # where each millisecond goes, by part of the step
 
 Speed targets live here, not in timed tests: shared machines are noisy, so quote the median of
 one run and ratios measured side by side.
