@@ -219,6 +219,26 @@ def test_a_wall_clock_budget_becomes_planned_steps(monkeypatch, capsys):
     assert "planned 480 steps in 2 minutes" in capsys.readouterr().out
 
 
+def test_the_profile_splits_real_steps_into_named_parts():
+    """bench --profile: every part named, none negative, the fused filter and autograd both seen,
+    and the parts add up to the total it reports."""
+    result = bench.profile_parts(Config(**{**TINY, "dtype": "float32"}), steps=2, warmup=1)
+    parts = {part["part"]: part["ms"] for part in result["parts"]}
+    assert list(parts)[:-1] == [label for label, _ in bench.PROFILE_PARTS] and all(ms >= 0 for ms in parts.values())
+    assert parts["the fused filter, forward and backward through time"] > 0
+    assert parts["autograd: tracing the forward, running the backward"] > 0
+    assert sum(parts.values()) == pytest.approx(result["ms_per_step_profiled"], abs=0.05)
+
+
+def test_observation_overshootings_products_are_counted():
+    """bench's GFLOP count grows by the dreamed rows' products, in proportion to the dreamed frames:
+    with T = 32 and D = 5, 31 + 30 + 29 + 28 from every frame, 8 + 8 + 8 + 7 from every 4th."""
+    plain = bench.matmul_flops(Config(), 16, 32)
+    every_4th = bench.matmul_flops(Config(obs_overshooting=5, obs_overshooting_every=4), 16, 32) - plain
+    every_frame = bench.matmul_flops(Config(obs_overshooting=5, obs_overshooting_every=1), 16, 32) - plain
+    assert every_4th > 0 and every_frame / every_4th == pytest.approx(118 / 31, rel=1e-12)
+
+
 def test_step_seconds_times_real_steps():
     times = step_seconds(Config(**{**TINY, "dtype": "float32"}), steps=2, warmup=1)
     assert len(times) == 2 and all(0 < t < 60 for t in times)

@@ -86,9 +86,12 @@ def parse_args(argv=None):
 # compounds its errors, and the RSSM's dream is better with it too. The rnn's prior is a
 # regression, not a distribution, so it has no free nats: its "KL", 0.5 ||mean_q - mean_p||^2,
 # stays under 1 nat on most steps, and below the threshold the term has no gradient at all.
+# The dreams start at every DREAMS_EVERY-th frame, so each frame is dreamed once (a quarter of the
+# decoder passes of dreams from every frame); the ssm dreamed worse so, and starts its dreams at
+# every 2nd frame, where it dreams as with every frame (docs/why-both-paths.md, the schedule table).
 # "old" trains every model on Config's defaults, as the comparison first did.
 OVERSHOOTING = 5
-DREAMS_EVERY = 4        # each dream starts 4 frames after the last: every frame is dreamed once (levers.py)
+DREAMS_EVERY = 4
 _DREAMS = {"obs_overshooting": OVERSHOOTING, "obs_overshooting_every": DREAMS_EVERY}
 RECIPES = {"fair": {"rssm": _DREAMS, "ssm": {**_DREAMS, "obs_overshooting_every": 2},
                     "rnn": {**_DREAMS, "free_nats": 0.0}},
