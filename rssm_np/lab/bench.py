@@ -302,7 +302,8 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true",
                         help="where each millisecond of the step goes: cProfile's time summed by part of the step")
     parser.add_argument("--demo-recipe", action="store_true",
-                        help="time the demo's recipe (config.DEMO_RECIPE: occluders, pushes, observation overshooting)")
+                        help="time the demo's recipe (config.DEMO_RECIPE: occluders, pushes, observation overshooting; "
+                             "its fields take the place of the lever flags)")
     parser.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"), help="where --scaling saves its plot")
     args = parser.parse_args(argv)
     for name in ("batch", "seq_len", "steps"):

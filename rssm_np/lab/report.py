@@ -51,7 +51,9 @@ def describe(config):
     levers = [text for text, on in (("planned step-size schedule", config.lr_decay_steps),
                                     (f"KL balancing {config.kl_balance:g}", config.kl_balance),
                                     (f"overshooting {config.overshooting}", config.overshooting > 1),
-                                    (f"observation overshooting {config.obs_overshooting}",
+                                    (f"observation overshooting {config.obs_overshooting}"
+                                     + (f", dreams every {config.obs_overshooting_every} frames"
+                                        if config.obs_overshooting_every > 1 else ""),
                                      config.obs_overshooting > 1)) if on]
     return (f"training on the {config.image_size}x{config.image_size} dot world"
             f"{' with ' + ' and '.join(world) if world else ''} (batch {config.batch_size}, "
