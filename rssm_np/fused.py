@@ -44,8 +44,9 @@ The "rnn" model's head is a point (point=True): head = mean_t, std_t = 1, z_t = 
 backward is d_head = d_mean_out_t + d_stoch and the std lines drop out. The "ssm" has no GRU and
 no memory (ln_scale = ln_bias = None): gru_in = z_{t-1}, h_t = elu(gate_pre) with W_hz = W_z, so
 d_gate_pre = d_deter * elu'(gate_pre), carry_stoch = d_gate_pre W_z^T and carry_deter = 0.
-The initial state, eps and min_std get no gradient: training starts from the empty memory and
-never differentiates its noise or its constants (asking for one raises a clear error).
+The initial state gets its gradient, the carries out of the first step (dream below starts from
+filtered states, which training differentiates); eps and min_std get none: training never
+differentiates its noise or its constants (asking for one raises a clear error).
 
 Also here, the bound's other fast piece: decode_nll, model.decode and the Bernoulli likelihood
 with the decoder's last layer and the likelihood as one primitive (utils.speed.dense_bernoulli_nll),
@@ -258,16 +259,16 @@ def filter_sequence(deter, stoch, action_terms, embed_terms, w_hz, ln_scale, ln_
 # filter_sequence's arguments, by position, and which of them have a gradient
 _ARGUMENTS = ("deter", "stoch", "action_terms", "embed_terms", "w_hz", "ln_scale", "ln_bias",
               "w_post", "w_out", "b_out", "eps", "min_std")
-_NOT_DIFFERENTIATED = ("deter", "stoch", "eps", "min_std")
+_NOT_DIFFERENTIATED = ("eps", "min_std")
 
 
 def _filter_sequence_vjp(argnums, ans, args, kwargs):
     for i in argnums:
         if _ARGUMENTS[i] in _NOT_DIFFERENTIATED:
             raise NotImplementedError(
-                f"fused.filter_sequence has no gradient for its argument '{_ARGUMENTS[i]}': training starts "
-                f"from the empty memory and never differentiates its noise or min_std; use "
-                f"model.observe(..., fused_core=False) to differentiate it")
+                f"fused.filter_sequence has no gradient for its argument '{_ARGUMENTS[i]}': training never "
+                f"differentiates its noise or min_std; use model.observe(..., fused_core=False) to "
+                f"differentiate it")
     deter0, stoch0, action_terms, embed_terms, w_hz, ln_scale, ln_bias, w_post, w_out, b_out, eps, min_std = args
     tape = kwargs.get("tape")
     if tape is None or len(tape.steps) != action_terms.shape[1]:
@@ -276,6 +277,7 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
     weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
     deter_size, size = deter0.shape[-1], stoch0.shape[-1]
     ends = [deter_size, deter_size + size, deter_size + 2 * size]
+    initial = any(_ARGUMENTS[i] in ("deter", "stoch") for i in argnums)      # carry out of the first step too
 
     def vjp(d_outputs):                                                       # (B, T, H+3Z)
         d_deter_out, d_stoch_out, d_mean_out, d_std_out = onp.split(d_outputs, ends, axis=-1)
@@ -284,7 +286,7 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
         for t in reversed(range(action_terms.shape[1])):
             d_out = (d_deter_out[:, t], d_stoch_out[:, t], d_mean_out[:, t], d_std_out[:, t])
             carry_deter, carry_stoch, grads = step_backward(d_out, carry_deter, carry_stoch, tape.steps[t],
-                                                            weights, eps[:, t], first_step=t == 0)
+                                                            weights, eps[:, t], first_step=t == 0 and not initial)
             per_step.append(grads)
         per_step.reverse()
 
@@ -300,6 +302,8 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
 
         d_head = rows("head", per_step)
         d_inputs = {
+            "deter": lambda: carry_deter,                                     # d h_{-1}, out of step 0
+            "stoch": lambda: carry_stoch,                                     # d z_{-1}
             "action_terms": lambda: rows("gate_pre", per_step).reshape(action_terms.shape),
             "embed_terms": lambda: rows("hidden_pre", per_step).reshape(embed_terms.shape),
             "w_hz": lambda: rows("gru_in", tape.steps).T @ rows("gate_pre", per_step),
@@ -346,6 +350,36 @@ def observe(params, config, state, prev_actions, embed, eps=None):
     deter_size, size = config.deter_size, config.stoch_size
     deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
     return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (B, T, .)
+
+
+def dream(params, config, state, actions):
+    """img_step for k = 0 .. K-1 on the prior's mean (no noise), fused: the filtering loop with the
+    prior's MLP where the posterior's stands. filter_sequence's step, fed the prior's layers,
+
+        h_k = GRU(h_{k-1}, z_{k-1}, a_{k-1})            gate_pre = [h, z] W_hz + (a W_a + b)
+        hidden = elu(h_k W_1 + b_1)                     hidden_pre = h_k W_post + embed_term_k
+        [mean_k, std_k] = head(hidden W_2 + b_2)        head = hidden W_out + b_out
+        z_k = mean_k + std_k * 0                        eps = 0
+
+    is model.img_step line for line (model.prior is MLP(h) = elu(h W_1 + b_1) W_2 + b_2, then the
+    head), for every model (variants). observation overshooting's dreams run on it (levers.py).
+    state {"deter" (N, H), "stoch" (N, Z)}; actions (N, K, A) -> a state of (N, K, .) arrays.
+    """
+    rows, steps, action_size = actions.shape
+    memory = variants.has_memory(config)
+    transition = params["gru" if memory else "ssm"]
+    hidden, out = params["prior"]                                                   # the prior's two layers
+    w_hz, w_a = np.split(transition["w"], [transition["w"].shape[0] - action_size])   # W = [W_hz; W_a]
+    action_terms = (actions.reshape(rows * steps, action_size) @ w_a
+                    + transition["b"]).reshape(rows, steps, -1)                      # (N, K, 3H)
+    bias_terms = onp.ones((rows, steps, 1), dtype=config.dtype) * hidden["b"]         # b_1 at every step (N, K, U)
+    eps = onp.zeros((rows, steps, config.stoch_size), dtype=config.dtype)            # z = mean + std * 0
+    out_all = filter_sequence(state["deter"], state["stoch"], action_terms, bias_terms, w_hz,
+                              transition.get("ln_scale"), transition.get("ln_bias"), hidden["w"], out["w"], out["b"],
+                              eps, config.min_std, tape=Tape(), point=variants.is_point(config))
+    deter_size, size = config.deter_size, config.stoch_size
+    deter, stoch, mean, std = np.split(out_all, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
+    return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (N, K, .)
 
 
 def decode_nll(params, config, state, pixels, weight=None):

@@ -17,7 +17,7 @@ import autograd.numpy as np                 # traced NumPy
 import numpy as onp                         # plain NumPy: constants
 from autograd.tracer import getval as stop_gradient   # sg(x): x's value, with no gradient through it
 
-from . import variants
+from . import fused, variants
 from .distributions import free_nats, kl_gaussian
 from .layers import mean_of
 
@@ -96,6 +96,8 @@ def observation_overshooting(params, config, post, prior, pixels, weight, prev_a
     pixels (B, T, D); weight (B, T, D) or None.
     """
     every = config.obs_overshooting_every
+    if config.fused:
+        return _observation_overshooting_fused(params, config, post, prior, pixels, weight, prev_actions, frame_nll)
     dreams = list(dreams_ahead(params, config, post, prior, prev_actions, config.obs_overshooting, img_step,
                                every=every))
     state = {key: np.concatenate([dream[key] for _, dream in dreams], axis=1)    # (B, R, .), R dreamed frames
@@ -106,6 +108,30 @@ def observation_overshooting(params, config, post, prior, pixels, weight, prev_a
     # mean over d of the mean over its frames: each frame weighs 1 / (its distance's count * (D - 1))
     per_frame = onp.concatenate([onp.full(dream["deter"].shape[1], 1.0 / (dream["deter"].shape[1] * len(dreams)))
                                  for _, dream in dreams]).astype(nll.dtype)     # (R,)
+    return np.sum(mean_of(nll, axis=0) * per_frame)
+
+
+def _observation_overshooting_fused(params, config, post, prior, pixels, weight, prev_actions, frame_nll):
+    """observation_overshooting's term, its dreams run as one fused rollout (fused.dream): every
+    start's dream goes all D - 1 steps, and a step past the last frame (no action, no frame to
+    score) weighs 0. The same value as the loop of dreams_ahead (tests/test_levers.py)."""
+    batch, steps = prev_actions.shape[:2]
+    every, ahead = config.obs_overshooting_every, config.obs_overshooting - 1
+    starts = onp.arange(0, steps - 1, every)                                     # p_1 at frames 0, k, .., (N,)
+    frames = starts[:, None] + onp.arange(1, ahead + 1)                          # (N, D-1): s + d - 1, d = 2 .. D
+    inside = frames <= steps - 1                                                 # a frame to score
+    frames = onp.minimum(frames, steps - 1)
+    actions = prev_actions[:, frames] * inside[..., None]                        # (B, N, D-1, A): a_{s+d-1}, or 0
+    rows = batch * len(starts)
+    start = {"deter": post["deter"][:, 0:steps - 1:every].reshape(rows, -1),     # h_s of p_1
+             "stoch": prior["mean"][:, 0:steps - 1:every].reshape(rows, -1)}     # its mean z_s
+    dream = fused.dream(params, config, start, actions.reshape(rows, ahead, -1))   # (B*N, D-1, .)
+    state = {key: dream[key].reshape(batch, len(starts) * ahead, -1) for key in ("deter", "stoch")}
+    targets = pixels[:, frames].reshape(batch, len(starts) * ahead, -1)          # (B, N*(D-1), D)
+    mask = None if weight is None else weight[:, frames].reshape(targets.shape)
+    nll = frame_nll(params, config, state, targets, mask)                        # (B, N*(D-1))
+    # mean over d of the mean over its frames: weight 1 / (N_d (D - 1)) inside, 0 past the last frame
+    per_frame = (inside / (inside.sum(axis=0) * ahead)).astype(nll.dtype).reshape(-1)   # (N*(D-1),)
     return np.sum(mean_of(nll, axis=0) * per_frame)
 
 

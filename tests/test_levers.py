@@ -302,6 +302,28 @@ def test_observation_overshooting_decodes_the_dream_d_steps_on(model_name, every
     assert term == pytest.approx(onp.mean(per_distance), rel=1e-12)
 
 
+@pytest.mark.parametrize("model_name", ["rssm", "rnn", "ssm"])
+@pytest.mark.parametrize("every,distance", [(1, 3), (2, 5), (4, 5)])
+def test_the_fused_dream_scores_what_the_loop_scores(model_name, every, distance):
+    """observation_overshooting with config.fused (one fused.dream over every start, steps past the
+    last frame weighted 0) against the loop over dreams_ahead (fused=False): value and gradient,
+    float64."""
+    configs = [Config(**{**TINY, "seq_len": 7}, model=model_name, obs_overshooting=distance,
+                      obs_overshooting_every=every, fused=fast) for fast in (True, False)]
+    batch = make_dataset(2, 7, size=8, seed=3, occlusion=True, control=True)
+    params = init_params(configs[0], seed=3)
+    pixels, prev_actions, eps, weight, _ = training.elbo_inputs(batch, configs[0], 4)
+
+    def term(p, config):
+        post, prior = model.observe(p, config, model.encode(p, pixels), prev_actions, eps)
+        return levers.observation_overshooting(p, config, post, prior, pixels, weight, prev_actions,
+                                               model.img_step, model.frame_nll)
+
+    assert term(params, configs[0]) == pytest.approx(term(params, configs[1]), rel=1e-12)
+    onp.testing.assert_allclose(flatten(grad(term)(params, configs[0]))[0], flatten(grad(term)(params, configs[1]))[0],
+                                rtol=1e-9, atol=1e-12)
+
+
 def test_observation_overshooting_gradient_against_finite_differences():
     """Its gradient, through the dream and the decoder, matches central differences (float64), and
     the loss with it on is the plain loss plus the term."""
