@@ -92,7 +92,8 @@ def observation_overshooting(params, config, post, prior, pixels, weight, prev_a
     k = config.obs_overshooting_every-th frame (k = 1: at every frame, as PlaNet; each frame then
     costs D - 1 more decoder rows, k = D - 1 costs one: each frame is dreamed once, from 1 to D - 1
     steps back). The dreams of all distances are decoded as one batch of rows; frame_nll is
-    model.frame_nll (decode, then the Bernoulli likelihood per frame).
+    model.frame_nll (decode, then the Bernoulli likelihood per frame). With config.fused the dreams
+    run as one fused rollout (_observation_overshooting_fused, fused.dream): the same value.
     pixels (B, T, D); weight (B, T, D) or None.
     """
     every = config.obs_overshooting_every
