@@ -330,26 +330,12 @@ def observe(params, config, state, prev_actions, embed, eps=None):
     prev_actions (B, T, A); embed (B, T, E); eps (B, T, Z) or None for the posterior mean.
     """
     batch, steps = embed.shape[:2]
-    memory = variants.has_memory(config)
-    gru, post = params["gru" if memory else "ssm"], params["posterior"]
-    action_size = prev_actions.shape[-1]
-    # W = [W_hz; W_a], as one traced split: its backward is one concatenate, where two slices
-    # W[:-A], W[-A:] would each scatter their gradient into a zero-filled copy of W (ufunc.at).
-    # (The ssm's W = [W_z; W_a]: its h_t = elu([z_{t-1}, a_{t-1}] W + b) has no h_{t-1}.)
-    w_hz, w_a = np.split(gru["w"], [gru["w"].shape[0] - action_size])               # (H+Z, 3H), (A, 3H)
-    action_terms = (prev_actions.reshape(batch * steps, action_size) @ w_a
-                    + gru["b"]).reshape(batch, steps, -1)                              # (B, T, 3H)
+    post = params["posterior"]
     embed_terms = (embed.reshape(batch * steps, -1) @ post["w_embed"]
                    + post["b"]).reshape(batch, steps, -1)                              # (B, T, U)
     if eps is None:
         eps = onp.zeros((batch, steps, config.stoch_size), dtype=config.dtype)       # z = mean + std * 0
-    deter0 = state["deter"] if memory else onp.zeros((batch, config.deter_size), dtype=config.dtype)
-    out = filter_sequence(deter0, state["stoch"], action_terms, embed_terms, w_hz,
-                          gru.get("ln_scale"), gru.get("ln_bias"), post["w_deter"], post["out"]["w"], post["out"]["b"],
-                          eps, config.min_std, tape=Tape(), point=variants.is_point(config))
-    deter_size, size = config.deter_size, config.stoch_size
-    deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
-    return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (B, T, .)
+    return _loop(params, config, state, prev_actions, post["w_deter"], embed_terms, post["out"], eps)
 
 
 def dream(params, config, state, actions):
@@ -365,20 +351,32 @@ def dream(params, config, state, actions):
     head), for every model (variants). observation overshooting's dreams run on it (levers.py).
     state {"deter" (N, H), "stoch" (N, Z)}; actions (N, K, A) -> a state of (N, K, .) arrays.
     """
+    rows, steps = actions.shape[:2]
+    hidden, out = params["prior"]                                                   # the prior's two layers
+    bias_terms = onp.ones((rows, steps, 1), dtype=config.dtype) * hidden["b"]         # b_1 at every step (N, K, U)
+    eps = onp.zeros((rows, steps, config.stoch_size), dtype=config.dtype)            # z = mean + std * 0
+    return _loop(params, config, state, actions, hidden["w"], bias_terms, out, eps)
+
+
+def _loop(params, config, state, actions, hidden_w, hidden_terms, head, eps):
+    """filter_sequence from state over actions (N, K, A), with the hidden layer hidden_w (H, U), its
+    per-step terms hidden_terms (N, K, U) and the head layer {"w", "b"}; the transition's action
+    terms a W_a + b are computed for all steps first. Returns the state of (N, K, .) arrays."""
     rows, steps, action_size = actions.shape
     memory = variants.has_memory(config)
     transition = params["gru" if memory else "ssm"]
-    hidden, out = params["prior"]                                                   # the prior's two layers
-    w_hz, w_a = np.split(transition["w"], [transition["w"].shape[0] - action_size])   # W = [W_hz; W_a]
+    # W = [W_hz; W_a], as one traced split: its backward is one concatenate, where two slices
+    # W[:-A], W[-A:] would each scatter their gradient into a zero-filled copy of W (ufunc.at).
+    # (The ssm's W = [W_z; W_a]: its h_t = elu([z_{t-1}, a_{t-1}] W + b) has no h_{t-1}.)
+    w_hz, w_a = np.split(transition["w"], [transition["w"].shape[0] - action_size])   # (H+Z, 3H), (A, 3H)
     action_terms = (actions.reshape(rows * steps, action_size) @ w_a
                     + transition["b"]).reshape(rows, steps, -1)                      # (N, K, 3H)
-    bias_terms = onp.ones((rows, steps, 1), dtype=config.dtype) * hidden["b"]         # b_1 at every step (N, K, U)
-    eps = onp.zeros((rows, steps, config.stoch_size), dtype=config.dtype)            # z = mean + std * 0
-    out_all = filter_sequence(state["deter"], state["stoch"], action_terms, bias_terms, w_hz,
-                              transition.get("ln_scale"), transition.get("ln_bias"), hidden["w"], out["w"], out["b"],
-                              eps, config.min_std, tape=Tape(), point=variants.is_point(config))
+    deter0 = state["deter"] if memory else onp.zeros((rows, config.deter_size), dtype=config.dtype)
+    out = filter_sequence(deter0, state["stoch"], action_terms, hidden_terms, w_hz,
+                          transition.get("ln_scale"), transition.get("ln_bias"), hidden_w, head["w"], head["b"],
+                          eps, config.min_std, tape=Tape(), point=variants.is_point(config))
     deter_size, size = config.deter_size, config.stoch_size
-    deter, stoch, mean, std = np.split(out_all, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
+    deter, stoch, mean, std = np.split(out, [deter_size, deter_size + size, deter_size + 2 * size], axis=-1)
     return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}                # (N, K, .)
 
 

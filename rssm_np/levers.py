@@ -96,9 +96,9 @@ def observation_overshooting(params, config, post, prior, pixels, weight, prev_a
     run as one fused rollout (_observation_overshooting_fused, fused.dream): the same value.
     pixels (B, T, D); weight (B, T, D) or None.
     """
-    every = config.obs_overshooting_every
     if config.fused:
         return _observation_overshooting_fused(params, config, post, prior, pixels, weight, prev_actions, frame_nll)
+    every = config.obs_overshooting_every
     dreams = list(dreams_ahead(params, config, post, prior, prev_actions, config.obs_overshooting, img_step,
                                every=every))
     state = {key: np.concatenate([dream[key] for _, dream in dreams], axis=1)    # (B, R, .), R dreamed frames
