@@ -61,7 +61,7 @@ import numpy as onp                  # plain NumPy: autograd never sees inside t
 from autograd.extend import defvjp_argnums, primitive
 
 from . import variants
-from .layers import LAYER_NORM_EPS, sigmoid, softplus
+from .layers import LAYER_NORM_EPS, softplus
 from .utils.speed import dense_bernoulli_nll, dense_elu
 
 
@@ -87,10 +87,10 @@ def gru_gates_forward(gate_pre, deter, ln_scale, ln_bias):
     inv_sigma = 1.0 / onp.sqrt(row_mean(centred ** 2) + LAYER_NORM_EPS)
     normed = centred * inv_sigma                            # n (B, 3H)
     gates = normed * ln_scale + ln_bias                     # [r~, c~, u~] (B, 3H)
-    reset = sigmoid(gates[:, :size])                       # r (B, H)
+    reset = _sigmoid(gates[:, :size])                      # r (B, H)
     cand_pre = gates[:, size:2 * size]                      # c~ (B, H)
     cand = onp.tanh(reset * cand_pre)                       # c (B, H)
-    update = sigmoid(gates[:, 2 * size:] - 1.0)            # u (B, H)
+    update = _sigmoid(gates[:, 2 * size:] - 1.0)           # u (B, H)
     new_deter = update * cand + (1.0 - update) * deter      # h_t (B, H)
     saved = {"deter_prev": deter, "normed": normed, "inv_sigma": inv_sigma, "reset": reset,
              "cand_pre": cand_pre, "cand": cand, "update": update}
@@ -150,6 +150,15 @@ def _gru_gates_vjp(argnums, ans, args, kwargs):
 defvjp_argnums(gru_gates, _gru_gates_vjp)
 
 
+def _sigmoid(x):
+    """layers.sigmoid in plain NumPy, 0.5 (tanh(x / 2) + 1): the same numbers, without the traced
+    NumPy's dispatch on every call (the loop calls it three times a step)."""
+    return 0.5 * (onp.tanh(0.5 * x) + 1.0)
+
+
+_softplus = softplus.fun     # layers.softplus's own function, called without its primitive's wrapper
+
+
 def _elu(x):
     """elu, as max(x, 0) + expm1(min(x, 0)): where(x > 0, x, expm1(x)) to the bit, without where's
     per-element branch (see layers.elu); expm1 keeps the digits that exp(x) - 1 loses for small |x|."""
@@ -179,7 +188,7 @@ def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std, p
         new_stoch = mean
     else:
         mean, std_pre = head[:, :size], head[:, size:]                       # (B, Z) each
-        std = softplus(std_pre) + min_std                                    # (B, Z)
+        std = _softplus(std_pre) + min_std                                   # (B, Z)
         new_stoch = mean + std * eps                                         # (B, Z)
     entry = {"gru_in": gru_in, "gates": gates, "deter": new_deter, "hidden": hidden, "std_pre": std_pre}
     return new_deter, new_stoch, mean, std, entry
@@ -201,7 +210,7 @@ def step_backward(d_out, carry_deter, carry_stoch, entry, weights, eps, first_st
     else:
         d_std = d_std_out + d_stoch * eps                                    # (same line)
         d_head = onp.concatenate([d_mean_out + d_stoch,                      # d_mean: (same line)
-                                  d_std * sigmoid(entry["std_pre"])],        # std_t = softplus(std_pre) + min_std
+                                  d_std * _sigmoid(entry["std_pre"])],       # std_t = softplus(std_pre) + min_std
                                  axis=-1)                                    # head = [mean_t, std_pre]  (B, 2Z)
     d_hidden_pre = (d_head @ w_out.T) * onp.minimum(entry["hidden"] + 1.0, 1.0)  # head = elu(hidden_pre) W_out + b_out
     d_deter = d_deter_out + carry_deter + d_hidden_pre @ w_post.T            # hidden_pre = h_t W_h + embed_term_t
@@ -277,6 +286,7 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
     weights = (w_hz, ln_scale, ln_bias, w_post, w_out, b_out)
     deter_size, size = deter0.shape[-1], stoch0.shape[-1]
     ends = [deter_size, deter_size + size, deter_size + 2 * size]
+    memory = ln_scale is not None                                             # the ssm's step reads no h_{t-1}
     initial = any(_ARGUMENTS[i] in ("deter", "stoch") for i in argnums)      # carry out of the first step too
 
     def vjp(d_outputs):                                                       # (B, T, H+3Z)
@@ -290,28 +300,37 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
             per_step.append(grads)
         per_step.reverse()
 
-        def rows(name, source):      # one named value of every step as (B*T, F), rows in (b, t) order
-            return onp.stack([step[name] for step in source], axis=1).reshape(-1, source[0][name].shape[-1])
+        stacked = {}
+
+        def rows(name, source=per_step):  # one named value of every step as (B*T, F), rows in (b, t) order
+            key = (name, source is per_step)                                  # each stacked once, if asked
+            if key not in stacked:
+                stacked[key] = onp.stack([step[name] for step in source], axis=1).reshape(-1, source[0][name].shape[-1])
+            return stacked[key]
+
+        def earlier_rows():          # every step's gru_in = [h_{t-1}, z_{t-1}] (the ssm: z_{t-1}) as (B*T, F):
+            columns = slice(0 if memory else deter_size, deter_size + size)   # the outputs hold them
+            first = onp.concatenate([deter0, stoch0] if memory else [stoch0], axis=-1)[:, None]   # (B, 1, F)
+            return onp.concatenate([first, ans[:, :-1, columns]], axis=1).reshape(-1, first.shape[-1])
 
         def d_ln(scale):             # the layer norm's d_ln_scale (scale) or d_ln_bias, summed over rows
-            d_gates = rows("gates", per_step)
+            d_gates = rows("gates")
             if not scale:
                 return d_gates.sum(axis=0)
             normed = onp.stack([step["gates"]["normed"] for step in tape.steps], axis=1).reshape(d_gates.shape)
             return (d_gates * normed).sum(axis=0)
 
-        d_head = rows("head", per_step)
         d_inputs = {
             "deter": lambda: carry_deter,                                     # d h_{-1}, out of step 0
             "stoch": lambda: carry_stoch,                                     # d z_{-1}
-            "action_terms": lambda: rows("gate_pre", per_step).reshape(action_terms.shape),
-            "embed_terms": lambda: rows("hidden_pre", per_step).reshape(embed_terms.shape),
-            "w_hz": lambda: rows("gru_in", tape.steps).T @ rows("gate_pre", per_step),
+            "action_terms": lambda: rows("gate_pre").reshape(action_terms.shape),
+            "embed_terms": lambda: rows("hidden_pre").reshape(embed_terms.shape),
+            "w_hz": lambda: earlier_rows().T @ rows("gate_pre"),
             "ln_scale": lambda: d_ln(True),
             "ln_bias": lambda: d_ln(False),
-            "w_post": lambda: rows("deter", tape.steps).T @ rows("hidden_pre", per_step),
-            "w_out": lambda: rows("hidden", tape.steps).T @ d_head,
-            "b_out": lambda: d_head.sum(axis=0),
+            "w_post": lambda: ans[..., :deter_size].reshape(-1, deter_size).T @ rows("hidden_pre"),
+            "w_out": lambda: rows("hidden", tape.steps).T @ rows("head"),
+            "b_out": lambda: rows("head").sum(axis=0),
         }
         return tuple(d_inputs[_ARGUMENTS[i]]() for i in argnums)
 
