@@ -84,6 +84,11 @@ FAKE["demo_seeds_without_overshooting"] = FAKE["demo_seeds"]
 FAKE["bench_profile"] = [{"ms_per_step_profiled": 50.0, "recipe": recipe, "batch": 16, "seq_len": 32,
                           "parts": [{"part": "Adam", "ms": 5.0}, {"part": "the rest", "ms": 45.0}]}
                          for recipe in ("Config()", "the demo's recipe")]
+FAKE["bench_products"] = [{"step_ms": 45.0, "products_ms": 15.0, "step_over_products": 3.0, "products_gflop": 2.48,
+                           "products_gflops": 165.0, "recipe": recipe, "batch": 16, "seq_len": 32,
+                           "parts": [{"part": "encoder", "ms": 5.0, "gflop": 0.74, "products": 5},
+                                     {"part": "decoder", "ms": 10.0, "gflop": 1.74, "products": 9}]}
+                          for recipe in ("Config()", "the demo's recipe")]
 FAKE["torch_compare"] = {"rssm_np_ms": 45.0, "torch_ms": 60.0, "ratio_rssm_np_over_torch": 0.75, "batch": 16,
                          "seq_len": 32, "dtype": "float32", "threads": 2, "torch": "2.13.0", "steps_timed_per_side": 90}
 FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0", "compare_every1",

@@ -15,6 +15,7 @@ from autograd.misc import flatten
 
 from rssm_np import Config, init_params, levers, loss, model, training
 from rssm_np.distributions import bernoulli_nll, kl_gaussian
+from rssm_np.config import DEMO_RECIPE
 from rssm_np.lab import bench
 from rssm_np.lab.bench import step_seconds
 from rssm_np.training import learning_rate_at
@@ -237,6 +238,27 @@ def test_observation_overshootings_products_are_counted():
     every_4th = bench.matmul_flops(Config(obs_overshooting=5, obs_overshooting_every=4), 16, 32) - plain
     every_frame = bench.matmul_flops(Config(obs_overshooting=5, obs_overshooting_every=1), 16, 32) - plain
     assert every_4th > 0 and every_frame / every_4th == pytest.approx(118 / 31, rel=1e-12)
+
+
+@pytest.mark.parametrize("fields", [{}, DEMO_RECIPE], ids=["Config()", "demo recipe"])
+def test_the_steps_products_agree_with_its_flop_count(fields):
+    """bench --products lists every product of the step by its shape; matmul_flops counts them by
+    formula. Two derivations, within 2% (data inputs' backward and the dreams past the last frame)."""
+    products = bench.step_products(Config(**fields), 16, 32)
+    listed = sum(2 * m * k * n * calls for _, m, k, n, _, calls in products)
+    assert listed == pytest.approx(bench.matmul_flops(Config(**fields), 16, 32), rel=0.02)
+    loop = [calls for part, *_, calls in products if part == "filter: the loop over time"]
+    assert sum(loop) == 3 * 32 + (3 * 32 - 1) + 3       # forward and dx per step (not step 0's GRU dx), dW once
+    assert all(layout in ("nn", "tn", "nt") and min(m, k, n, calls) >= 1 for _, m, k, n, layout, calls in products)
+
+
+def test_the_products_are_timed_alone_and_summed_by_part():
+    config = Config(**{**TINY, "dtype": "float32"})
+    parts, total = bench.time_products(bench.step_products(config, 2, 5), "float32", rounds=2)
+    assert set(parts) == {"encoder", "filter: terms for all frames", "filter: the loop over time", "prior", "decoder"}
+    assert all(ms > 0 for ms in parts.values()) and total == pytest.approx(sum(parts.values()))
+    with pytest.raises(ValueError, match="model='rnn'"):
+        bench.step_products(Config(model="rnn"), 16, 32)
 
 
 def test_step_seconds_times_real_steps():

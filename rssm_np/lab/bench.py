@@ -6,6 +6,7 @@
     python -m rssm_np.lab.bench --pieces             # each fast piece against the readable lines it mirrors
     python -m rssm_np.lab.bench --demo-recipe        # the demo's config (occluders, pushes, its dreams)
     python -m rssm_np.lab.bench --profile            # where each millisecond goes, by part of the step
+    python -m rssm_np.lab.bench --products           # the step against its matrix products timed alone
 
 Speed targets live here, not in timed tests: shared machines are noisy, so quote the median of
 one run and ratios measured side by side.
@@ -55,6 +56,104 @@ def matmul_flops(config, batch, steps):
                               + c.hidden_size * pixels)
     return 2 * (2 * first_layer + 3 * forward)
 
+
+# --- the step's matrix products alone: how far the step is from this machine's matrix speed ----
+
+def step_products(config, batch, steps):
+    """Every matrix product of one fused train step of the rssm, forward and backward, as tuples
+    (part, m, k, n, layout, calls): an (m, k) x (k, n) product made `calls` times, its operands laid
+    out as the step holds them ("nn"; "tn": the left one transposed, as in a weight's gradient
+    x^T d; "nt": the right one, as in d W^T).
+
+    A dense layer over `rows` makes three: y = x W (forward), dW = x^T dy, dx = dy W^T (none when
+    x is data: the frames, the actions). The filtering loop makes its forward and dx products once
+    per time step on B rows (the first step's GRU passes no gradient back: its state is the fixed
+    start), and each weight's gradient once over all B*T rows (fused.py). Observation
+    overshooting's dreams (fused.dream) run every start's dream all D - 1 steps, and decode them.
+    Latent overshooting's dreams are not listed. The flops agree with matmul_flops to within 2%
+    (tests/test_levers.py): it counts a backward for the data inputs, and only the dreamed frames
+    inside the sequence.
+    """
+    if config.model != "rssm" or config.overshooting > 1 or not config.fused:
+        raise ValueError("step_products lists the fused rssm's products (model='rssm', fused, no latent "
+                         f"overshooting), got model={config.model!r}, fused={config.fused}, "
+                         f"overshooting={config.overshooting}")
+    c, rows = config, batch * steps
+    pixels, features, gates, head = c.image_size ** 2, c.deter_size + c.stoch_size, 3 * c.deter_size, 2 * c.stoch_size
+    products = []
+
+    def dense(part, rows, fan_in, fan_out, data=False):
+        products.extend([(part, rows, fan_in, fan_out, "nn", 1), (part, fan_in, rows, fan_out, "tn", 1)]
+                        + ([] if data else [(part, rows, fan_out, fan_in, "nt", 1)]))
+
+    def loop(part, rows, steps, fan_in, fan_out, first_dx=True):
+        products.extend([(part, rows, fan_in, fan_out, "nn", steps),
+                         (part, rows, fan_out, fan_in, "nt", steps if first_dx else steps - 1),
+                         (part, fan_in, rows * steps, fan_out, "tn", 1)])
+
+    def decoder(part, rows):
+        dense(part, rows, features, c.hidden_size)
+        dense(part, rows, c.hidden_size, c.hidden_size)
+        dense(part, rows, c.hidden_size, pixels)
+
+    dense("encoder", rows, pixels, c.hidden_size, data=True)
+    dense("encoder", rows, c.hidden_size, c.embed_size)
+    dense("filter: terms for all frames", rows, c.embed_size, c.hidden_size)             # embed W_e
+    dense("filter: terms for all frames", rows, c.action_size, gates, data=True)        # a W_a
+    loop("filter: the loop over time", batch, steps, features, gates, first_dx=False)   # [h, z] W_hz
+    loop("filter: the loop over time", batch, steps, c.deter_size, c.hidden_size)       # h W_h
+    loop("filter: the loop over time", batch, steps, c.hidden_size, head)               # the head
+    dense("prior", rows, c.deter_size, c.hidden_size)
+    dense("prior", rows, c.hidden_size, head)
+    decoder("decoder", rows)
+    if c.obs_overshooting > 1:
+        dreams, ahead = batch * len(range(0, steps - 1, c.obs_overshooting_every)), c.obs_overshooting - 1
+        dense("observation overshooting's dreams", dreams * ahead, c.action_size, gates, data=True)
+        loop("observation overshooting's dreams", dreams, ahead, features, gates)
+        loop("observation overshooting's dreams", dreams, ahead, c.deter_size, c.hidden_size)
+        loop("observation overshooting's dreams", dreams, ahead, c.hidden_size, head)
+        decoder("observation overshooting's dreams", dreams * ahead)
+    return products
+
+
+def time_products(products, dtype, rounds=15, seed=0):
+    """Each distinct product of `products` (step_products) timed alone, `rounds` times after two
+    untimed calls, on random operands of its shape, dtype and layout; its median times its calls,
+    summed by part -> ({part: ms}, ms of all). What the step would cost if it were its products only."""
+    rng, seconds = np.random.default_rng(seed), {}
+    for _, m, k, n, layout, _ in products:
+        if (m, k, n, layout) in seconds:
+            continue
+        left = rng.standard_normal((k, m) if layout == "tn" else (m, k)).astype(dtype)
+        right = rng.standard_normal((n, k) if layout == "nt" else (k, n)).astype(dtype)
+        left, right = (left.T if layout == "tn" else left), (right.T if layout == "nt" else right)
+        times = []
+        for index in range(rounds + 2):
+            start = time.perf_counter()
+            left @ right
+            if index >= 2:
+                times.append(time.perf_counter() - start)
+        seconds[(m, k, n, layout)] = float(np.median(times))
+    parts = {}
+    for part, m, k, n, layout, calls in products:
+        parts[part] = parts.get(part, 0.0) + 1000 * calls * seconds[(m, k, n, layout)]
+    return parts, sum(parts.values())
+
+
+def products_result(config, steps=20):
+    """bench --products: the step timed, then its matrix products alone, in one process."""
+    products = step_products(config, config.batch_size, config.seq_len)
+    step_ms = 1000 * float(np.median(step_seconds(config, steps)))
+    parts, total = time_products(products, config.dtype)
+    flops = {}
+    for part, m, k, n, _, calls in products:
+        flops[part] = flops.get(part, 0) + 2 * m * k * n * calls
+    return {"step_ms": round(step_ms, 2), "products_ms": round(total, 2), "step_over_products": round(step_ms / total, 2),
+            "products_gflop": round(sum(flops.values()) / 1e9, 3),
+            "products_gflops": round(sum(flops.values()) / 1e9 / (total / 1000), 1),
+            "parts": [{"part": part, "ms": round(ms, 2), "gflop": round(flops[part] / 1e9, 3),
+                       "products": sum(calls for p, *_, calls in products if p == part)} for part, ms in parts.items()],
+            "steps_timed": steps}
 
 def traced_primitives(config):
     """How many operations autograd records in the forward pass of one train step (the loss, as
@@ -282,6 +381,14 @@ def scaling(args, measured):
     print(json.dumps({"scaling": rows, "plot": args.plot, "provenance": measured}))
 
 
+def recipe_name(args, config, levers):
+    """What a profile or products line measured: the demo's recipe, or Config() (with levers)."""
+    from ..config import Config
+    if args.demo_recipe:
+        return "the demo's recipe"
+    return "Config()" + (" with levers" if any(getattr(config, name) != getattr(Config, name) for name in levers) else "")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Time the rssm_np train step.")
     parser.add_argument("--batch", type=int, default=16, help="sequences per step (default 16)")
@@ -301,6 +408,9 @@ def main(argv=None):
                         help="time each fast piece against the readable lines it mirrors, alternately in one process")
     parser.add_argument("--profile", action="store_true",
                         help="where each millisecond of the step goes: cProfile's time summed by part of the step")
+    parser.add_argument("--products", action="store_true",
+                        help="the step, then each of its matrix products timed alone: how far the step is from "
+                             "this machine's matrix speed")
     parser.add_argument("--demo-recipe", action="store_true",
                         help="time the demo's recipe (config.DEMO_RECIPE: occluders, pushes, observation overshooting; "
                              "its fields take the place of the lever flags)")
@@ -324,10 +434,20 @@ def main(argv=None):
             config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype, fused=not args.plain, **levers)
         except ValueError as error:
             parser.error(str(error))
-        recipe = "the demo's recipe" if args.demo_recipe else "Config()" + (" with levers" if any(
-            getattr(config, name) != getattr(Config, name) for name in levers) else "")
+        recipe = recipe_name(args, config, levers)
         print(json.dumps(dict(profile_parts(config, args.steps), recipe=recipe, batch=args.batch, seq_len=args.seq_len,
                               dtype=args.dtype, fused=not args.plain, provenance=measured)))
+        return
+    if args.products:
+        from ..config import Config
+        try:
+            config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype, fused=not args.plain, **levers)
+            products = products_result(config, args.steps)
+        except ValueError as error:
+            parser.error(str(error))
+        recipe = recipe_name(args, config, levers)
+        print(json.dumps(dict(products, recipe=recipe, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype,
+                              provenance=measured)))
         return
     if args.pieces:
         from ..config import Config

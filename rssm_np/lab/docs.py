@@ -147,6 +147,27 @@ def profile_table(profiles):
     return "\n".join(lines)
 
 
+def products_table(lines):
+    """The step against its matrix products timed alone, per recipe: the JSON lines of `bench --products`."""
+    lines = lines if isinstance(lines, list) else [lines]
+    parts = list(dict.fromkeys(part["part"] for line in lines for part in line["parts"]))
+    head = " | ".join(f"{line['recipe']}: products, GFLOP, ms alone" for line in lines)
+    rows = [f"| matrix products of the train step (batch x sequence {lines[0]['batch']} x {lines[0]['seq_len']}) "
+            f"| {head} |", "| --- |" + " --- |" * len(lines)]
+    for name in parts:
+        cells = []
+        for line in lines:
+            part = next((p for p in line["parts"] if p["part"] == name), None)
+            cells.append("-" if part is None else f"{part['products']}, {part['gflop']:.2f}, {part['ms']:.1f}")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows.append("| all products, each timed alone (GFLOP/s) | " + " | ".join(
+        f"{line['products_gflop']:.2f} GFLOP, **{line['products_ms']:.1f} ms** ({line['products_gflops']:.0f})"
+        for line in lines) + " |")
+    rows.append("| the whole train step, timed in the same run (x the products) | " + " | ".join(
+        f"**{line['step_ms']:.1f} ms** ({line['step_over_products']:.1f}x)" for line in lines) + " |")
+    return "\n".join(rows)
+
+
 def torch_table(result):
     """rssm_np's train step beside PyTorch's on the same model: the JSON line tools/torch_compare.py prints."""
     return ("| train step, same model | batch x sequence | dtype | threads | rssm_np median ms | PyTorch median ms "
@@ -232,6 +253,7 @@ TABLES = {
     "bench_scaling": Table(bench_table, ("bench_scaling",)),
     "torch_compare": Table(torch_table, ("torch_compare",)),
     "bench_profile": Table(profile_table, ("bench_profile",)),
+    "bench_products": Table(products_table, ("bench_products",)),
     "plan": Table(plan_table, ("plan",)),
     "compare": Table(compare_table, ("compare",)),
     "compare_seed1": Table(compare_table, ("compare_seed1",)),
