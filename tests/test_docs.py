@@ -90,6 +90,7 @@ FAKE["bench_products"] = [{"step_ms": 45.0, "products_ms": 15.0, "step_over_prod
                                      {"part": "decoder", "ms": 10.0, "gflop": 1.74, "products": 9}]}
                           for recipe in ("Config()", "the demo's recipe")]
 FAKE["torch_compare"] = {"rssm_np_ms": 45.0, "torch_ms": 60.0, "ratio_rssm_np_over_torch": 0.75, "batch": 16,
+                         "round_ratios": [0.7, 0.75, 0.8], "rounds": 3,
                          "seq_len": 32, "dtype": "float32", "threads": 2, "torch": "2.13.0", "steps_timed_per_side": 90}
 FAKE.update({name: FAKE["compare"] for name in ("compare_seed1", "compare_old", "compare_old_free0", "compare_every1",
                                                 "compare_every1_seed1", "compare_every4", "compare_ssm_every4_seed1")})

@@ -8,8 +8,10 @@ the reset gate on the candidate (Dreamer's), posterior MLP([h, e]) and prior MLP
 softplus + min_std, reparameterized z, Bernoulli decoder ([h, z]-256-256-D), analytic KL with
 free nats, Adam with global-norm clipping. Each side runs in its own child process (OpenBLAS and
 PyTorch's thread pools, busy-waiting in one process, would steal each other's cores), alternating
-rssm_np, PyTorch, rssm_np, ... for --rounds rounds so both see the same machine load; it prints
-one JSON line with both medians over all rounds and the ratio.
+both sides in every one of --rounds rounds (which goes first alternates) so both see the same
+machine load; it prints one JSON line with both medians over all rounds' steps, the ratio of the
+two sides' medians in each round, and its median over the rounds: the ratio to quote, since a
+shared machine's speed drifts between rounds more than within one.
 """
 
 import argparse
@@ -126,15 +128,26 @@ def main():
         print(json.dumps(time_side(args.side, args)))
         return
     import subprocess
-    times = {"rssm_np": [], "torch": []}
-    for _ in range(args.rounds):
-        for side in ("rssm_np", "torch"):
+    if args.rounds < 1 or args.steps < 1:
+        parser.error(f"--rounds and --steps must be positive integers, got {args.rounds} and {args.steps}")
+    times, round_ratios = {"rssm_np": [], "torch": []}, []
+    for index in range(args.rounds):
+        # Each round runs both sides, the first of them alternating (rssm_np first, then PyTorch
+        # first, ...), so that neither always meets the machine warmer or later in a slow spell.
+        medians = {}
+        for side in (("rssm_np", "torch") if index % 2 == 0 else ("torch", "rssm_np")):
             command = [sys.executable, os.path.abspath(__file__), "--side", side] + sys.argv[1:]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            times[side] += json.loads(output.strip().splitlines()[-1])
+            side_times = json.loads(output.strip().splitlines()[-1])
+            times[side] += side_times
+            medians[side] = float(np.median(side_times))
+        round_ratios.append(medians["rssm_np"] / medians["torch"])
+        print(f"round {index + 1}/{args.rounds}: rssm_np {medians['rssm_np']:.1f} ms, PyTorch {medians['torch']:.1f} ms, "
+              f"ratio {round_ratios[-1]:.2f}", file=sys.stderr, flush=True)
     numpy_ms, torch_ms = float(np.median(times["rssm_np"])), float(np.median(times["torch"]))
     print(json.dumps({"rssm_np_ms": round(numpy_ms, 2), "torch_ms": round(torch_ms, 2),
-                      "ratio_rssm_np_over_torch": round(numpy_ms / torch_ms, 3),
+                      "ratio_rssm_np_over_torch": round(float(np.median(round_ratios)), 3),
+                      "round_ratios": [round(ratio, 3) for ratio in round_ratios], "rounds": args.rounds,
                       "batch": args.batch, "seq_len": args.seq_len, "dtype": args.dtype, "threads": args.threads,
                       "torch": torch.__version__, "steps_timed_per_side": len(times["torch"])}))
 

@@ -170,11 +170,15 @@ def products_table(lines):
 
 def torch_table(result):
     """rssm_np's train step beside PyTorch's on the same model: the JSON line tools/torch_compare.py prints."""
+    ratios = result.get("round_ratios")
+    spread = f" ({min(ratios):.2f} - {max(ratios):.2f})" if ratios else ""
     return ("| train step, same model | batch x sequence | dtype | threads | rssm_np median ms | PyTorch median ms "
-            "| rssm_np / PyTorch | steps per side |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+            "| rssm_np / PyTorch, median of rounds (their range) | rounds | steps per side |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
             f"| rssm_np (fused) vs PyTorch {result['torch']} | {result['batch']} x {result['seq_len']} | "
             f"{result['dtype']} | {result['threads']} | {result['rssm_np_ms']:.1f} | {result['torch_ms']:.1f} | "
-            f"{result['ratio_rssm_np_over_torch']:.2f} | {result['steps_timed_per_side']} |")
+            f"{result['ratio_rssm_np_over_torch']:.2f}{spread} | {result.get('rounds', '-')} | "
+            f"{result['steps_timed_per_side']} |")
 
 
 def plan_table(plan):
