@@ -29,6 +29,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from rssm_np import Config  # noqa: E402
+from rssm_np.lab.results import provenance  # noqa: E402
 from rssm_np.training import init_train_state, make_train_step, training_batch  # noqa: E402
 
 
@@ -130,6 +131,7 @@ def main():
     import subprocess
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds and --steps must be positive integers, got {args.rounds} and {args.steps}")
+    measured = provenance(program="python tools/torch_compare.py")    # where, read before the runs
     times, round_ratios = {"rssm_np": [], "torch": []}, []
     for index in range(args.rounds):
         # Each round runs both sides, the first of them alternating (rssm_np first, then PyTorch
@@ -149,7 +151,8 @@ def main():
                       "ratio_rssm_np_over_torch": round(float(np.median(round_ratios)), 3),
                       "round_ratios": [round(ratio, 3) for ratio in round_ratios], "rounds": args.rounds,
                       "batch": args.batch, "seq_len": args.seq_len, "dtype": args.dtype, "threads": args.threads,
-                      "torch": torch.__version__, "steps_timed_per_side": len(times["torch"])}))
+                      "torch": torch.__version__, "steps_timed_per_side": len(times["torch"]),
+                      "provenance": measured}))
 
 
 if __name__ == "__main__":
