@@ -190,7 +190,7 @@ def step_forward(deter, stoch, action_term, embed_term, weights, eps, min_std, p
         mean, std_pre = head[:, :size], head[:, size:]                       # (B, Z) each
         std = _softplus(std_pre) + min_std                                   # (B, Z)
         new_stoch = mean + std * eps                                         # (B, Z)
-    entry = {"gru_in": gru_in, "gates": gates, "deter": new_deter, "hidden": hidden, "std_pre": std_pre}
+    entry = {"gates": gates, "deter": new_deter, "hidden": hidden, "std_pre": std_pre}
     return new_deter, new_stoch, mean, std, entry
 
 
@@ -302,14 +302,18 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
 
         stacked = {}
 
-        def rows(name, source=per_step):  # one named value of every step as (B*T, F), rows in (b, t) order
-            key = (name, source is per_step)                                  # each stacked once, if asked
-            if key not in stacked:
-                stacked[key] = onp.stack([step[name] for step in source], axis=1).reshape(-1, source[0][name].shape[-1])
-            return stacked[key]
+        def rows(name):              # one named gradient of every step as (B*T, F), rows in (b, t) order, stacked once
+            if name not in stacked:
+                values = [step[name] for step in per_step]
+                stacked[name] = onp.stack(values, axis=1).reshape(-1, values[0].shape[-1])
+            return stacked[name]
 
-        def earlier_rows():          # every step's gru_in = [h_{t-1}, z_{t-1}] (the ssm: z_{t-1}) as (B*T, F):
-            columns = slice(0 if memory else deter_size, deter_size + size)   # the outputs hold them
+        def taped(value_of):         # a value the forward kept at every step, as (B*T, F)
+            values = [value_of(step) for step in tape.steps]
+            return onp.stack(values, axis=1).reshape(-1, values[0].shape[-1])
+
+        def gru_in_rows():           # every step's gru_in = [h_{t-1}, z_{t-1}] (the ssm: z_{t-1}) as (B*T, F),
+            columns = slice(0 if memory else deter_size, deter_size + size)   # read from the outputs: no stack
             first = onp.concatenate([deter0, stoch0] if memory else [stoch0], axis=-1)[:, None]   # (B, 1, F)
             return onp.concatenate([first, ans[:, :-1, columns]], axis=1).reshape(-1, first.shape[-1])
 
@@ -317,19 +321,18 @@ def _filter_sequence_vjp(argnums, ans, args, kwargs):
             d_gates = rows("gates")
             if not scale:
                 return d_gates.sum(axis=0)
-            normed = onp.stack([step["gates"]["normed"] for step in tape.steps], axis=1).reshape(d_gates.shape)
-            return (d_gates * normed).sum(axis=0)
+            return (d_gates * taped(lambda step: step["gates"]["normed"])).sum(axis=0)
 
         d_inputs = {
             "deter": lambda: carry_deter,                                     # d h_{-1}, out of step 0
             "stoch": lambda: carry_stoch,                                     # d z_{-1}
             "action_terms": lambda: rows("gate_pre").reshape(action_terms.shape),
             "embed_terms": lambda: rows("hidden_pre").reshape(embed_terms.shape),
-            "w_hz": lambda: earlier_rows().T @ rows("gate_pre"),
+            "w_hz": lambda: gru_in_rows().T @ rows("gate_pre"),
             "ln_scale": lambda: d_ln(True),
             "ln_bias": lambda: d_ln(False),
-            "w_post": lambda: ans[..., :deter_size].reshape(-1, deter_size).T @ rows("hidden_pre"),
-            "w_out": lambda: rows("hidden", tape.steps).T @ rows("head"),
+            "w_post": lambda: ans[..., :deter_size].reshape(-1, deter_size).T @ rows("hidden_pre"),   # h_t: outputs
+            "w_out": lambda: taped(lambda step: step["hidden"]).T @ rows("head"),
             "b_out": lambda: rows("head").sum(axis=0),
         }
         return tuple(d_inputs[_ARGUMENTS[i]]() for i in argnums)
