@@ -428,26 +428,15 @@ def main(argv=None):
     if args.demo_recipe:
         from ..config import DEMO_RECIPE
         levers.update(DEMO_RECIPE)
-    if args.profile:
+    if args.profile or args.products:     # where the step's time goes, or how far it is from its products
         from ..config import Config
         try:
             config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype, fused=not args.plain, **levers)
+            result = profile_parts(config, args.steps) if args.profile else products_result(config, args.steps)
         except ValueError as error:
             parser.error(str(error))
-        recipe = recipe_name(args, config, levers)
-        print(json.dumps(dict(profile_parts(config, args.steps), recipe=recipe, batch=args.batch, seq_len=args.seq_len,
+        print(json.dumps(dict(result, recipe=recipe_name(args, config, levers), batch=args.batch, seq_len=args.seq_len,
                               dtype=args.dtype, fused=not args.plain, provenance=measured)))
-        return
-    if args.products:
-        from ..config import Config
-        try:
-            config = Config(batch_size=args.batch, seq_len=args.seq_len, dtype=args.dtype, fused=not args.plain, **levers)
-            products = products_result(config, args.steps)
-        except ValueError as error:
-            parser.error(str(error))
-        recipe = recipe_name(args, config, levers)
-        print(json.dumps(dict(products, recipe=recipe, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype,
-                              provenance=measured)))
         return
     if args.pieces:
         from ..config import Config
